@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Installs and starts the local stack Sprayer needs on loopback: Redis, RabbitMQ and a
+# MongoDB-compatible server. Every step checks before it acts, so running it twice is safe.
+#
+#   scripts/stack.sh deps   install what is missing (Debian packages, the MongoDB-compatible server)
+#   scripts/stack.sh up     deps, then start each server that is not answering yet
+#   scripts/stack.sh down   stop the servers this script started
+#
+# Environment: SPRAYER_MONGODB_URL (use that MongoDB; nothing is installed or started for it),
+# SPRAYER_STACK_DIR (data and logs, default .stack/ in the checkout).
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+root_dir=$(cd "$(dirname "$0")/.." && pwd)
+stack_dir=${SPRAYER_STACK_DIR:-$root_dir/.stack}
+mkdir -p "$stack_dir"
+
+secantus_version=0.5.3-beta.196
+redis_port=6379
+amqp_port=5672
+mongo_port=27017
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2 seconds=${3:-60}
+  for _ in $(seq 1 $((seconds * 4))); do
+    if port_open "$port"; then return 0; fi
+    sleep 0.25
+  done
+  log "$name did not open 127.0.0.1:$port within ${seconds}s; see $stack_dir/*.log"
+  return 1
+}
+
+apt_updated=no
+apt_install() {
+  local missing=()
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$apt_updated" = no ]; then as_root apt-get update -q; apt_updated=yes; fi
+  log "installing ${missing[*]}"
+  # Debian's packages try to start their services on install; policy-rc.d keeps that to us.
+  as_root apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
+}
+
+mongo_binary() {
+  command -v secantusd-rs 2>/dev/null || { [ -x "$HOME/.cargo/bin/secantusd-rs" ] && echo "$HOME/.cargo/bin/secantusd-rs"; } || true
+}
+
+deps() {
+  apt_install redis-server rabbitmq-server
+  if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi
+  if [ -z "$(mongo_binary)" ]; then
+    apt_install cmake
+    log "building the MongoDB-compatible server secantus-mdb $secantus_version (about 10 minutes, once)"
+    if ! cargo install secantus-mdb --version "$secantus_version" --ignore-rust-version --locked \
+        >"$stack_dir/secantus-build.log" 2>&1 &&
+       ! cargo install secantus-mdb --version "$secantus_version" --ignore-rust-version \
+        >>"$stack_dir/secantus-build.log" 2>&1; then
+      log "building secantus-mdb failed (see $stack_dir/secantus-build.log); using its Python server"
+      python_fallback
+    fi
+  fi
+}
+
+python_fallback() {
+  if [ ! -x "$stack_dir/venv/bin/python" ]; then
+    python3 -m venv "$stack_dir/venv"
+  fi
+  "$stack_dir/venv/bin/pip" install -q secantusdb
+}
+
+start_redis() {
+  if port_open $redis_port; then return 0; fi
+  log "starting redis-server on 127.0.0.1:$redis_port"
+  redis-server --bind 127.0.0.1 --port $redis_port --daemonize yes --save '' --appendonly no \
+    --dir "$stack_dir" --logfile "$stack_dir/redis.log" --pidfile "$stack_dir/redis.pid"
+  wait_port $redis_port redis 20
+}
+
+start_rabbitmq() {
+  if port_open $amqp_port; then return 0; fi
+  log "starting rabbitmq-server on 127.0.0.1:$amqp_port"
+  # The Debian package runs the broker as the rabbitmq user from its own data folder.
+  as_root env RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$amqp_port \
+    RABBITMQ_DIST_PORT=25672 ERL_EPMD_ADDRESS=127.0.0.1 \
+    bash -c 'nohup rabbitmq-server >"$0" 2>&1 &' "$stack_dir/rabbitmq.log"
+  wait_port $amqp_port rabbitmq 120
+}
+
+start_mongo() {
+  if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi
+  if port_open $mongo_port; then return 0; fi
+  mkdir -p "$stack_dir/mongo"
+  local binary
+  binary=$(mongo_binary)
+  if [ -n "$binary" ]; then
+    log "starting secantusd-rs on 127.0.0.1:$mongo_port"
+    nohup "$binary" --port $mongo_port --storage-path "$stack_dir/mongo" >"$stack_dir/mongo.log" 2>&1 &
+  else
+    [ -x "$stack_dir/venv/bin/python" ] || python_fallback
+    log "starting the Python secantus server on 127.0.0.1:$mongo_port"
+    nohup "$stack_dir/venv/bin/python" -m secantus --port $mongo_port --storage-path "$stack_dir/mongo" \
+      >"$stack_dir/mongo.log" 2>&1 &
+  fi
+  echo $! >"$stack_dir/mongo.pid"
+  wait_port $mongo_port mongodb 60
+}
+
+up() {
+  deps
+  start_redis
+  start_rabbitmq
+  start_mongo
+  log "redis 127.0.0.1:$redis_port, rabbitmq 127.0.0.1:$amqp_port, mongodb ${SPRAYER_MONGODB_URL:-127.0.0.1:$mongo_port}"
+}
+
+down() {
+  if [ -f "$stack_dir/redis.pid" ]; then kill "$(cat "$stack_dir/redis.pid")" 2>/dev/null || true; rm -f "$stack_dir/redis.pid"; fi
+  if [ -f "$stack_dir/mongo.pid" ]; then kill "$(cat "$stack_dir/mongo.pid")" 2>/dev/null || true; rm -f "$stack_dir/mongo.pid"; fi
+  if port_open $amqp_port; then as_root rabbitmqctl stop >/dev/null 2>&1 || true; fi
+}
+
+case "${1:-up}" in
+  deps) deps ;;
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 deps|up|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,16 @@
+//! The accepter: Sprayer's REST API.
+//!
+//! [`app`] builds and runs it; [`routes`] holds one module per route group and the OpenAPI
+//! document; [`state`] the shared state and the authenticating extractors; [`extract`] the
+//! JSON extractor that reports bad input as [`problem`]+json; [`apps`] the app registry and key
+//! checks, shared with the administration CLI.
+
+pub mod app;
+pub mod apps;
+pub mod extract;
+pub mod metrics;
+pub mod problem;
+pub mod routes;
+pub mod state;
+
+pub use app::Accepter;

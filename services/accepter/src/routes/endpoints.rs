@@ -1,0 +1,323 @@
+//! A user's endpoints: `PUT|DELETE /v1/users/{user}/endpoints/{channel}/{device}` and
+//! `GET /v1/users/{user}/endpoints`. Registering or removing an endpoint keeps the user's
+//! groups' per-channel sets right.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use sprayer_shared::model::{AppId, Channel, DeviceId, GroupId, IdError, UserId, WebhookAddress};
+use sprayer_shared::redis::{endpoints_key, group_channel_key, shard_of, user_groups_key};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{JsonBody, PathParams, QueryParams};
+use crate::problem::{ApiError, Problem};
+use crate::state::{AppState, Caller};
+
+/// An endpoint of the `http` channel.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// Where to POST (`http://` or `https://`).
+    pub url: String,
+    /// The Standard Webhooks signing secret: `whsec_` and base64 of 24 to 64 random bytes.
+    pub secret: String,
+}
+
+/// An endpoint as listed: the secret is never shown in full.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointView {
+    /// The channel.
+    pub channel: String,
+    /// The device id.
+    pub device: String,
+    /// The address, with secrets redacted.
+    #[schema(value_type = Object)]
+    pub address: serde_json::Value,
+}
+
+/// A page of endpoints.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EndpointPage {
+    /// The endpoints, ordered by channel then device.
+    pub items: Vec<EndpointView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    /// The page size, checked.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(100);
+        if (1..=1000).contains(&limit) {
+            Ok(limit as usize)
+        } else {
+            Err(ApiError::validation("limit", "must be between 1 and 1000"))
+        }
+    }
+
+    /// The cursor's text, checked.
+    pub fn cursor_text(&self) -> Result<Option<String>, ApiError> {
+        self.cursor
+            .as_deref()
+            .map(|cursor| {
+                URL_SAFE_NO_PAD
+                    .decode(cursor)
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok())
+                    .ok_or_else(|| ApiError::validation("cursor", "not a cursor this API gave"))
+            })
+            .transpose()
+    }
+}
+
+/// Encodes a cursor's text.
+pub fn cursor(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text.as_bytes())
+}
+
+/// Parses a path identifier, naming the parameter when it is refused.
+pub fn checked_id<T: TryFrom<String, Error = IdError>>(
+    name: &str,
+    value: &str,
+) -> Result<T, ApiError> {
+    T::try_from(value.to_owned()).map_err(|error| {
+        ApiError::validation(name, format!("{} {error}", name.trim_start_matches('/')))
+    })
+}
+
+fn served_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> {
+    let channel: Channel = name
+        .parse()
+        .map_err(|error| ApiError::validation("channel", format!("{error}")))?;
+    if !state.settings.accepter.channels.contains(&channel) {
+        return Err(ApiError::validation(
+            "channel",
+            format!("channel {channel} is not served by this installation"),
+        ));
+    }
+    Ok(channel)
+}
+
+/// Checks an address for `channel` and returns what is stored.
+fn stored_address(channel: Channel, raw: &[u8]) -> Result<String, ApiError> {
+    match channel {
+        Channel::Http => {
+            let endpoint: WebhookEndpoint = crate::extract::decode(raw)?;
+            let address = WebhookAddress {
+                url: endpoint.url,
+                secret: endpoint.secret,
+            };
+            address
+                .validate()
+                .map_err(|error| ApiError::validation(format!("/{}", error.field), error.reason))?;
+            serde_json::to_string(&address)
+                .map_err(|error| ApiError::validation("/", error.to_string()))
+        }
+        other => Err(ApiError::validation(
+            "channel",
+            format!("channel {other} is not served by this installation"),
+        )),
+    }
+}
+
+fn redacted(channel: Channel, stored: &str) -> serde_json::Value {
+    match channel {
+        Channel::Http => match serde_json::from_str::<WebhookAddress>(stored) {
+            Ok(address) => {
+                serde_json::json!({ "url": address.url, "secret": address.redacted_secret() })
+            }
+            Err(_) => serde_json::json!({}),
+        },
+        _ => serde_json::json!({}),
+    }
+}
+
+async fn user_groups(
+    redis: &mut sprayer_shared::redis::RedisConnection,
+    app: &AppId,
+    user: &UserId,
+) -> Result<Vec<GroupId>, ApiError> {
+    let names: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(user_groups_key(app, user))
+        .query_async(redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    Ok(names
+        .into_iter()
+        .filter_map(|name| GroupId::parse(name).ok())
+        .collect())
+}
+
+/// Register or replace an endpoint.
+#[utoipa::path(
+    put, path = "/v1/users/{user}/endpoints/{channel}/{device}", tag = "endpoints",
+    params(("user" = String, Path), ("channel" = String, Path), ("device" = String, Path)),
+    request_body(content = WebhookEndpoint, description = "The address; its shape depends on the channel (http: url and secret)"),
+    responses(
+        (status = 201, description = "Registered", body = EndpointView),
+        (status = 200, description = "Replaced", body = EndpointView),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((user, channel, device)): PathParams<(String, String, String)>,
+    body: JsonBody<serde_json::Value>,
+) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
+    let user = checked_id::<UserId>("user", &user)?;
+    let channel = served_channel(&state, &channel)?;
+    let device = checked_id::<DeviceId>("device", &device)?;
+    let stored = stored_address(channel, &body.raw)?;
+    let mut redis = state.redis.clone();
+    let created: i64 = redis::cmd("HSET")
+        .arg(endpoints_key(&caller.app, &user, channel))
+        .arg(device.as_str())
+        .arg(&stored)
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let groups = user_groups(&mut redis, &caller.app, &user).await?;
+    if !groups.is_empty() {
+        let shard = shard_of(&user, state.settings.redis.group_shards);
+        let mut pipe = redis::pipe();
+        for group in &groups {
+            pipe.sadd(
+                group_channel_key(&caller.app, group, channel, shard),
+                user.as_str(),
+            )
+            .ignore();
+        }
+        pipe.query_async::<()>(&mut redis)
+            .await
+            .map_err(|error| ApiError::unavailable("redis", &error))?;
+    }
+    let status = if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(EndpointView {
+            channel: channel.to_string(),
+            device: device.to_string(),
+            address: redacted(channel, &stored),
+        }),
+    ))
+}
+
+/// Remove an endpoint.
+#[utoipa::path(
+    delete, path = "/v1/users/{user}/endpoints/{channel}/{device}", tag = "endpoints",
+    params(("user" = String, Path), ("channel" = String, Path), ("device" = String, Path)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((user, channel, device)): PathParams<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let user = checked_id::<UserId>("user", &user)?;
+    let channel: Channel = channel
+        .parse()
+        .map_err(|error| ApiError::validation("channel", format!("{error}")))?;
+    let device = checked_id::<DeviceId>("device", &device)?;
+    let shards = state.settings.redis.group_shards;
+    let mut redis = state.redis.clone();
+    let removed = sprayer_shared::redis::remove_endpoint(
+        &mut redis,
+        &caller.app,
+        &user,
+        channel,
+        &device,
+        shards,
+    )
+    .await
+    .map_err(|error| ApiError::unavailable("redis", &error))?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "user {user} has no {channel} endpoint {device}"
+        )))
+    }
+}
+
+/// List a user's endpoints.
+#[utoipa::path(
+    get, path = "/v1/users/{user}/endpoints", tag = "endpoints",
+    params(("user" = String, Path), PageQuery),
+    responses(
+        (status = 200, body = EndpointPage),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(user): PathParams<String>,
+    QueryParams(page): QueryParams<PageQuery>,
+) -> Result<Json<EndpointPage>, ApiError> {
+    let user = checked_id::<UserId>("user", &user)?;
+    let limit = page.limit()?;
+    let after = page.cursor_text()?;
+    let mut redis = state.redis.clone();
+    let mut pipe = redis::pipe();
+    for channel in Channel::ALL {
+        pipe.hgetall(endpoints_key(&caller.app, &user, channel));
+    }
+    let per_channel: Vec<HashMap<String, String>> = pipe
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let mut all: Vec<(String, Channel, String, String)> = Channel::ALL
+        .into_iter()
+        .zip(per_channel)
+        .flat_map(|(channel, devices)| {
+            devices.into_iter().map(move |(device, stored)| {
+                (format!("{channel}/{device}"), channel, device, stored)
+            })
+        })
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let start = after.map_or(0, |after| all.partition_point(|entry| entry.0 <= after));
+    let rest = &all[start.min(all.len())..];
+    let items: Vec<EndpointView> = rest
+        .iter()
+        .take(limit)
+        .map(|(_, channel, device, stored)| EndpointView {
+            channel: channel.to_string(),
+            device: device.clone(),
+            address: redacted(*channel, stored),
+        })
+        .collect();
+    let next_cursor = (rest.len() > limit).then(|| cursor(&rest[limit - 1].0));
+    Ok(Json(EndpointPage { items, next_cursor }))
+}

@@ -1,0 +1,260 @@
+//! Feedback reads: a message's summary per channel and status, and its deliveries page by page.
+//!
+//! Summary counts are computed from the delivery records (one aggregation over the
+//! `(app, message, status)` index), so they are exact however often or late events arrived.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use serde::{Deserialize, Serialize};
+use sprayer_shared::model::{Channel, DeliveryStatus, MessageId};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{PathParams, QueryParams};
+use crate::problem::{ApiError, Problem};
+use crate::state::{AppState, Caller};
+
+/// A message and how its deliveries stand.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageView {
+    /// The message id.
+    pub id: String,
+    /// The target as given (`{"user"}`, `{"users": <count>}` or `{"group"}`).
+    #[schema(value_type = Object)]
+    pub to: serde_json::Value,
+    /// The channels it was sent over.
+    pub channels: Vec<String>,
+    /// When it was accepted (RFC 3339).
+    pub created_at: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+    /// Deliveries per channel and status.
+    pub summary: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Deliveries in all.
+    pub total: u64,
+}
+
+/// One delivery: one device of one user on one channel.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryView {
+    /// `message:channel:user:device`.
+    pub id: String,
+    /// The channel.
+    pub channel: String,
+    /// The recipient.
+    pub user: String,
+    /// The recipient's device.
+    pub device: String,
+    /// The status.
+    pub status: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The last error, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the status last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A page of deliveries.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeliveryPage {
+    /// The deliveries, in id order.
+    pub items: Vec<DeliveryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Filters and paging of the deliveries list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// Only deliveries with this status.
+    pub status: Option<String>,
+    /// Only deliveries on this channel.
+    pub channel: Option<String>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+async fn find_message(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<sprayer_shared::mongo::MessageDoc, ApiError> {
+    let not_found = || ApiError::not_found(format!("no message {id}")).at("id");
+    let id = MessageId::parse(id).map_err(|_| not_found())?;
+    state
+        .mongo
+        .messages
+        .find_one(doc! { "_id": id.as_str(), "app": caller.app.as_str() })
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?
+        .ok_or_else(not_found)
+}
+
+fn rfc3339(date: mongodb::bson::DateTime) -> String {
+    date.try_to_rfc3339_string().unwrap_or_default()
+}
+
+/// A message's summary.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, body = MessageView),
+        (status = 404, description = "No such message for this app (it may take a moment to appear after 202)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn message(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    let message = find_message(&state, &caller, &id).await?;
+    let pipeline = vec![
+        doc! { "$match": { "app": caller.app.as_str(), "message": &message.id } },
+        doc! { "$group": { "_id": { "channel": "$channel", "status": "$status" }, "count": { "$sum": 1 } } },
+    ];
+    let groups: Vec<Document> = state
+        .mongo
+        .deliveries
+        .aggregate(pipeline)
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?
+        .try_collect()
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?;
+    let mut summary: BTreeMap<String, BTreeMap<String, u64>> = message
+        .channels
+        .iter()
+        .map(|channel| (channel.clone(), BTreeMap::new()))
+        .collect();
+    let mut total = 0;
+    for group in groups {
+        let key = group.get_document("_id").ok();
+        let channel = key
+            .and_then(|key| key.get_str("channel").ok())
+            .unwrap_or_default();
+        let status = key
+            .and_then(|key| key.get_str("status").ok())
+            .unwrap_or_default();
+        let count = group
+            .get_i32("count")
+            .map(i64::from)
+            .or_else(|_| group.get_i64("count"))
+            .unwrap_or(0);
+        let count = u64::try_from(count).unwrap_or(0);
+        total += count;
+        *summary
+            .entry(channel.to_owned())
+            .or_default()
+            .entry(status.to_owned())
+            .or_default() += count;
+    }
+    Ok(Json(MessageView {
+        id: message.id,
+        to: serde_json::to_value(&message.to).unwrap_or_default(),
+        channels: message.channels,
+        created_at: rfc3339(message.created),
+        expires_at: rfc3339(message.expires),
+        summary,
+        total,
+    }))
+}
+
+/// A message's deliveries, filtered and paged.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}/deliveries", tag = "messages",
+    params(("id" = String, Path, description = "The message id"), DeliveryQuery),
+    responses(
+        (status = 200, body = DeliveryPage),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<DeliveryQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 1000"));
+    }
+    let mut filter = doc! { "app": caller.app.as_str() };
+    if let Some(status) = &query.status {
+        let status = DeliveryStatus::parse(status)
+            .ok_or_else(|| ApiError::validation("status", format!("unknown status {status:?}")))?;
+        filter.insert("status", status.as_str());
+    }
+    if let Some(channel) = &query.channel {
+        let channel: Channel = channel
+            .parse()
+            .map_err(|error| ApiError::validation("channel", format!("{error}")))?;
+        filter.insert("channel", channel.as_str());
+    }
+    let after = match &query.cursor {
+        None => None,
+        Some(cursor) => Some(
+            URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| ApiError::validation("cursor", "not a cursor this API gave"))?,
+        ),
+    };
+    let message = find_message(&state, &caller, &id).await?;
+    filter.insert("message", &message.id);
+    if let Some(after) = after {
+        filter.insert("_id", doc! { "$gt": after });
+    }
+    let found: Vec<sprayer_shared::mongo::DeliveryDoc> = state
+        .mongo
+        .deliveries
+        .find(filter)
+        .sort(doc! { "_id": 1 })
+        .limit(i64::from(limit) + 1)
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?
+        .try_collect()
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?;
+    let more = found.len() > limit as usize;
+    let items: Vec<DeliveryView> = found
+        .into_iter()
+        .take(limit as usize)
+        .map(|delivery| DeliveryView {
+            id: delivery.id,
+            channel: delivery.channel,
+            user: delivery.user,
+            device: delivery.device,
+            status: delivery.status,
+            attempts: delivery.attempts,
+            error: delivery.error,
+            updated_at: rfc3339(delivery.updated),
+        })
+        .collect();
+    let next_cursor = more
+        .then(|| {
+            items
+                .last()
+                .map(|last| URL_SAFE_NO_PAD.encode(last.id.as_bytes()))
+        })
+        .flatten();
+    Ok(Json(DeliveryPage { items, next_cursor }))
+}

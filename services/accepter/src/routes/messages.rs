@@ -1,0 +1,418 @@
+//! `POST /v1/messages`: validate, remember the idempotency key, publish one job per channel and
+//! the message record, and answer 202 only once RabbitMQ confirmed them all.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sprayer_shared::amqp::{Outgoing, STATUS_ROUTING_KEY};
+use sprayer_shared::model::{
+    AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Priority,
+    StatusBatch, UserId, now_ms,
+};
+use sprayer_shared::redis::idempotency_key;
+use utoipa::ToSchema;
+
+use crate::extract::JsonBody;
+use crate::problem::{ApiError, Problem};
+use crate::routes::endpoints::checked_id;
+use crate::state::{AppState, Caller};
+
+/// Who a message is for: exactly one of `user`, `users` or `group`.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recipients {
+    /// One user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A list of users (at most `accepter.max_users`, 10,000 by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<String>>,
+    /// A group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// A message to send.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// The recipients.
+    pub to: Recipients,
+    /// The channels to send over; all the installation serves when left out.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    /// What to send: at least one of `title`, `body`, `data`.
+    pub content: Content,
+    /// Per-channel objects that replace fields of `content` on that channel.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub overrides: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Seconds the message stays deliverable (default `accepter.default_ttl`).
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    /// Delivery priority.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+}
+
+/// The answer to an accepted message.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Accepted {
+    /// The message id.
+    pub id: String,
+    /// Where to poll its feedback.
+    pub status_url: String,
+}
+
+/// A message checked and ready to publish.
+struct Checked {
+    target: JobTarget,
+    to: serde_json::Value,
+    channels: Vec<Channel>,
+    content: Content,
+    overrides: serde_json::Map<String, serde_json::Value>,
+    ttl: Duration,
+    priority: Priority,
+}
+
+fn check(request: SendMessage, state: &AppState) -> Result<Checked, ApiError> {
+    let limits = &state.settings.accepter;
+    let Recipients { user, users, group } = request.to;
+    let target = match (user, users, group) {
+        (Some(user), None, None) => JobTarget::User(checked_id::<UserId>("/to/user", &user)?),
+        (None, Some(users), None) => {
+            if users.is_empty() {
+                return Err(ApiError::validation("/to/users", "give at least one user"));
+            }
+            if users.len() > limits.max_users {
+                return Err(ApiError::validation(
+                    "/to/users",
+                    format!(
+                        "at most {} users per message; send to a group instead",
+                        limits.max_users
+                    ),
+                ));
+            }
+            let mut seen = HashSet::with_capacity(users.len());
+            let mut parsed = Vec::with_capacity(users.len());
+            for (index, user) in users.iter().enumerate() {
+                let user = checked_id::<UserId>(&format!("/to/users/{index}"), &user)?;
+                if seen.insert(user.clone()) {
+                    parsed.push(user);
+                }
+            }
+            JobTarget::Users(parsed)
+        }
+        (None, None, Some(group)) => JobTarget::Group(checked_id::<GroupId>("/to/group", &group)?),
+        _ => {
+            return Err(ApiError::validation(
+                "/to",
+                "give exactly one of user, users or group",
+            ));
+        }
+    };
+    let to = match &target {
+        JobTarget::User(user) => serde_json::json!({ "user": user }),
+        JobTarget::Users(users) => serde_json::json!({ "users": users.len() }),
+        JobTarget::Group(group) => serde_json::json!({ "group": group }),
+        _ => serde_json::Value::Null,
+    };
+
+    let channels = match request.channels {
+        None => limits.channels.clone(),
+        Some(names) if names.is_empty() => {
+            return Err(ApiError::validation(
+                "/channels",
+                "give at least one channel, or leave channels out",
+            ));
+        }
+        Some(names) => {
+            let mut channels = Vec::with_capacity(names.len());
+            for (index, name) in names.iter().enumerate() {
+                let field = format!("/channels/{index}");
+                let channel: Channel = name
+                    .parse()
+                    .map_err(|error| ApiError::validation(&field, format!("{error}")))?;
+                if !limits.channels.contains(&channel) {
+                    return Err(ApiError::validation(
+                        field,
+                        format!("channel {channel} is not served by this installation"),
+                    ));
+                }
+                if !channels.contains(&channel) {
+                    channels.push(channel);
+                }
+            }
+            channels
+        }
+    };
+
+    let content = request.content;
+    if content.title.is_none() && content.body.is_none() && content.data.is_none() {
+        return Err(ApiError::validation(
+            "/content",
+            "give at least one of title, body or data",
+        ));
+    }
+    let overrides = request.overrides.unwrap_or_default();
+    for (name, value) in &overrides {
+        let field = format!("/overrides/{name}");
+        name.parse::<Channel>()
+            .map_err(|error| ApiError::validation(&field, format!("{error}")))?;
+        if !value.is_object() {
+            return Err(ApiError::validation(field, "must be an object"));
+        }
+    }
+    let ttl = match request.ttl {
+        None => limits.default_ttl,
+        Some(0) => return Err(ApiError::validation("/ttl", "must be at least 1 second")),
+        Some(seconds) if Duration::from_secs(seconds) > limits.max_ttl => {
+            return Err(ApiError::validation(
+                "/ttl",
+                format!("must be at most {} seconds", limits.max_ttl.as_secs()),
+            ));
+        }
+        Some(seconds) => Duration::from_secs(seconds),
+    };
+    Ok(Checked {
+        target,
+        to,
+        channels,
+        content,
+        overrides,
+        ttl,
+        priority: request.priority.unwrap_or_default(),
+    })
+}
+
+/// An idempotency key as given: 1 to 255 visible ASCII characters.
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .ok()
+        .filter(|text| {
+            !text.is_empty() && text.len() <= 255 && text.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(text.to_owned()))
+}
+
+/// What a remembered idempotency key says.
+enum Remembered {
+    /// This request claimed the key.
+    Claimed,
+    /// A finished request used it: its message id and body fingerprint.
+    Done { id: String, fingerprint: String },
+    /// A request with the key is still being accepted.
+    InProgress,
+}
+
+async fn claim_key(
+    state: &AppState,
+    key: &str,
+    id: &MessageId,
+    fingerprint: &str,
+) -> Result<Remembered, ApiError> {
+    let mut redis = state.redis.clone();
+    let ttl = state.settings.accepter.idempotency_ttl.as_secs().max(1);
+    let claimed: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(format!("pending {id} {fingerprint}"))
+        .arg("NX")
+        .arg("EX")
+        .arg(ttl)
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    if claimed.is_some() {
+        return Ok(Remembered::Claimed);
+    }
+    let value: Option<String> = redis
+        .get(key)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let value = value.unwrap_or_default();
+    let mut parts = value.split(' ');
+    Ok(match (parts.next(), parts.next(), parts.next()) {
+        (Some("done"), Some(id), Some(fingerprint)) => Remembered::Done {
+            id: id.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+        },
+        _ => Remembered::InProgress,
+    })
+}
+
+fn status_url(id: &str) -> String {
+    format!("/v1/messages/{id}")
+}
+
+fn accepted(id: String, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            status_url: status_url(&id),
+            id,
+        }),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn outgoing(
+    state: &AppState,
+    app: &AppId,
+    id: &MessageId,
+    checked: Checked,
+) -> Result<Vec<Outgoing>, ApiError> {
+    let topology = state.publisher.topology();
+    let created_at = now_ms();
+    let expires_at = created_at + i64::try_from(checked.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let mut messages = Vec::with_capacity(checked.channels.len() + 1);
+    for channel in &checked.channels {
+        let job = Job {
+            message_id: id.clone(),
+            app: app.clone(),
+            channel: *channel,
+            target: checked.target.clone(),
+            content: checked.content.clone(),
+            overrides: checked.overrides.get(channel.as_str()).cloned(),
+            priority: checked.priority,
+            created_at,
+            expires_at,
+        };
+        messages.push(Outgoing {
+            exchange: topology.jobs_exchange(),
+            routing_key: channel.as_str().to_owned(),
+            body: encode(&job)?,
+        });
+    }
+    let record = StatusBatch {
+        messages: vec![MessageRecord {
+            id: id.clone(),
+            app: app.clone(),
+            to: checked.to,
+            channels: checked.channels,
+            created_at,
+            expires_at,
+        }],
+        deliveries: Vec::new(),
+    };
+    messages.push(Outgoing {
+        exchange: topology.status_exchange(),
+        routing_key: STATUS_ROUTING_KEY.to_owned(),
+        body: encode(&record)?,
+    });
+    Ok(messages)
+}
+
+/// JSON bytes of a job or batch; these types always serialize, so the error arm is defensive.
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value)
+        .map_err(|error| ApiError::validation("/", format!("cannot encode the message: {error}")))
+}
+
+/// Send a message.
+#[utoipa::path(
+    post, path = "/v1/messages", tag = "messages",
+    request_body = SendMessage,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries of this request safe for 24 h")),
+    responses(
+        (status = 202, description = "Accepted: the jobs are confirmed by the broker", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The same Idempotency-Key is being accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid value", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store is down; nothing was accepted", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn send(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: JsonBody<SendMessage>,
+) -> Result<Response, ApiError> {
+    let idempotency = idempotency_header(&headers)?;
+    let checked = check(body.value, &state)?;
+    let id = MessageId::generate();
+    let fingerprint = hex::encode(&Sha256::digest(&body.raw)[..16]);
+    let idem_key = idempotency.map(|key| idempotency_key(&caller.app, &key));
+    if let Some(key) = &idem_key {
+        match claim_key(&state, key, &id, &fingerprint).await? {
+            Remembered::Claimed => {}
+            Remembered::Done {
+                id,
+                fingerprint: earlier,
+            } if earlier == fingerprint => {
+                metrics::counter!("sprayer_messages_replayed_total").increment(1);
+                return Ok(accepted(id, true));
+            }
+            Remembered::Done { .. } => {
+                return Err(ApiError::validation(
+                    "Idempotency-Key",
+                    "this Idempotency-Key was used with a different body",
+                ));
+            }
+            Remembered::InProgress => {
+                return Err(ApiError::conflict(
+                    "a request with this Idempotency-Key is still being accepted; retry shortly",
+                )
+                .at("Idempotency-Key"));
+            }
+        }
+    }
+    let channels = checked.channels.clone();
+    let messages = outgoing(&state, &caller.app, &id, checked)?;
+    if let Err(error) = state.publisher.publish_all(&messages).await {
+        if let Some(key) = &idem_key {
+            let mut redis = state.redis.clone();
+            let released: redis::RedisResult<()> = redis.del(key).await;
+            if let Err(error) = released {
+                tracing::warn!(%error, "cannot release an idempotency key; it expires on its own");
+            }
+        }
+        return Err(ApiError::unavailable("rabbitmq", &error));
+    }
+    if let Some(key) = &idem_key {
+        let mut redis = state.redis.clone();
+        let done: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(key)
+            .arg(format!("done {id} {fingerprint}"))
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(&mut redis)
+            .await;
+        if let Err(error) = done {
+            // The jobs are confirmed: answer 202. A retry meanwhile sees "in progress" until the key expires.
+            tracing::warn!(%error, message = %id, "cannot mark an idempotency key done");
+        }
+    }
+    for channel in channels {
+        metrics::counter!("sprayer_messages_accepted_total", "channel" => channel.as_str())
+            .increment(1);
+    }
+    tracing::debug!(app = %caller.app, message = %id, "message accepted");
+    Ok(accepted(id.to_string(), false))
+}

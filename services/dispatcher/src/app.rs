@@ -1,0 +1,95 @@
+//! Building and running one dispatcher: one channel, one consumer loop, optional ops endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sprayer_shared::Settings;
+use sprayer_shared::amqp::{Publisher, Topology};
+use sprayer_shared::model::Channel;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::channels::Sender;
+use crate::channels::http::{ClientError, Webhooks};
+use crate::dispatch::Dispatch;
+
+/// Why a dispatcher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Redis could not be set up.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The channel's client could not be set up.
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// The channel has no dispatcher yet.
+    #[error("channel {0} has no dispatcher in this version")]
+    Unsupported(Channel),
+    /// The ops listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// A built dispatcher.
+pub struct Dispatcher {
+    dispatch: Arc<Dispatch>,
+}
+
+impl Dispatcher {
+    /// Sets up the dispatcher of `channel`.
+    pub async fn build(settings: Settings, channel: Channel) -> Result<Dispatcher, StartError> {
+        let settings = Arc::new(settings);
+        let sender: Arc<dyn Sender> = match channel {
+            Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
+            other => return Err(StartError::Unsupported(other)),
+        };
+        let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
+        let publisher = Arc::new(Publisher::new(
+            &settings.amqp.url,
+            Topology::new(&settings.amqp),
+        ));
+        Ok(Dispatcher {
+            dispatch: Arc::new(Dispatch {
+                permits: Arc::new(Semaphore::new(settings.dispatcher.concurrency.max(1))),
+                settings,
+                channel,
+                redis,
+                publisher,
+                sender,
+            }),
+        })
+    }
+
+    /// Consumes jobs until `shutdown`; serves the ops endpoints when `dispatcher.ops_listen` is set.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        if let Some(listen) = self.dispatch.settings.dispatcher.ops_listen {
+            let dispatch = self.dispatch.clone();
+            let ready: sprayer_shared::ops::ReadinessCheck = Arc::new(move || {
+                let dispatch = dispatch.clone();
+                Box::pin(async move {
+                    dispatch
+                        .publisher
+                        .check()
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let mut redis = dispatch.redis.clone();
+                    redis::cmd("PING")
+                        .query_async::<String>(&mut redis)
+                        .await
+                        .map(|_| ())
+                        .map_err(|error| format!("redis: {error}"))
+                })
+            });
+            let (address, _) = sprayer_shared::ops::serve(
+                listen,
+                sprayer_shared::ops::router(ready),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|error| StartError::Listen(listen, error))?;
+            tracing::info!(%address, "ops endpoints listening");
+        }
+        crate::consumer::run(self.dispatch, shutdown).await;
+        Ok(())
+    }
+}

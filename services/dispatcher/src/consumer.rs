@@ -1,0 +1,121 @@
+//! The consumer loop: take jobs from `jobs.<channel>` (manual ack, bounded prefetch), run each
+//! in its own task, ack when done, requeue after a pause when a store failed, and send jobs that
+//! cannot be read to the dead-letter queue. Reconnects with backoff; on shutdown stops taking
+//! jobs and finishes the ones it holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use sprayer_shared::amqp::{self, AmqpError};
+use sprayer_shared::model::Job;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::Dispatch;
+
+/// How long in-flight jobs may take to finish after shutdown is asked.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// Pause before a job whose stores failed goes back to the queue.
+const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
+
+/// Consumes until `shutdown`, reconnecting whenever the broker goes away.
+pub async fn run(dispatch: Arc<Dispatch>, shutdown: CancellationToken) {
+    let name = format!("dispatcher.{}", dispatch.channel);
+    amqp::run_with_reconnect(&name, &shutdown, || {
+        session(dispatch.clone(), shutdown.clone())
+    })
+    .await;
+    tracing::info!(channel = %dispatch.channel, "dispatcher stopped");
+}
+
+async fn session(dispatch: Arc<Dispatch>, shutdown: CancellationToken) -> Result<(), AmqpError> {
+    let settings = &dispatch.settings;
+    let connection = amqp::connect(&settings.amqp.url, Duration::from_secs(5)).await?;
+    let channel = amqp::consumer_channel(&connection, settings.amqp.prefetch).await?;
+    let topology = dispatch.publisher.topology();
+    topology.declare_status(&channel).await?;
+    topology.declare_channel(&channel, dispatch.channel).await?;
+    let queue = topology.jobs_queue(dispatch.channel);
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(%queue, "consuming jobs");
+    let mut tasks = JoinSet::new();
+    let ended = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            next = consumer.next() => match next {
+                None => break Ok(()),
+                Some(Err(error)) => break Err(AmqpError::from(error)),
+                Some(Ok(delivery)) => {
+                    tasks.spawn(handle(dispatch.clone(), delivery, shutdown.clone()));
+                }
+            },
+        }
+    };
+    if shutdown.is_cancelled() {
+        let _ = channel
+            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+            .await;
+    }
+    if tokio::time::timeout(DRAIN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("jobs still running after the grace period; they return to the queue");
+        tasks.abort_all();
+    }
+    let _ = connection.close(200, "bye".into()).await;
+    ended
+}
+
+async fn handle(dispatch: Arc<Dispatch>, delivery: Delivery, shutdown: CancellationToken) {
+    let channel = dispatch.channel.as_str();
+    let job: Job = match serde_json::from_slice(&delivery.data) {
+        Ok(job) => job,
+        Err(error) => {
+            tracing::error!(%error, "unreadable job; moved to the dead-letter queue");
+            metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "unreadable")
+                .increment(1);
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    let result = dispatch.run(&job).await;
+    let acked = match result {
+        Ok(()) => {
+            metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "done")
+                .increment(1);
+            delivery.ack(BasicAckOptions::default()).await
+        }
+        Err(error) => {
+            tracing::warn!(%error, message = %job.message_id, "job not finished; requeued");
+            metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "requeued")
+                .increment(1);
+            sprayer_shared::shutdown::sleep_or_cancel(REQUEUE_PAUSE, &shutdown).await;
+            delivery
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await
+        }
+    };
+    if let Err(error) = acked {
+        tracing::warn!(%error, "cannot settle a job; the broker redelivers it");
+    }
+}

@@ -1,0 +1,184 @@
+//! One job from start to end: expand it, send to every recipient within the concurrency limits,
+//! then publish retries, dead letters and status events with confirms. The caller acks the job
+//! only when this returns `Ok`.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use sprayer_shared::Settings;
+use sprayer_shared::amqp::{AmqpError, Outgoing, Publisher, STATUS_ROUTING_KEY};
+use sprayer_shared::model::{Channel, Job, JobTarget, StatusBatch, now_ms};
+use sprayer_shared::redis::RedisConnection;
+use tokio::sync::Semaphore;
+
+use crate::channels::Sender;
+use crate::expand::{Expansion, Recipient, expand};
+use crate::outcome::{Outcome, Report};
+
+/// Why a job could not be finished; it goes back to its queue.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Redis failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// RabbitMQ failed.
+    #[error("{0}")]
+    Amqp(#[from] AmqpError),
+    /// A message could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// What a dispatcher needs for every job.
+pub struct Dispatch {
+    /// The settings.
+    pub settings: Arc<Settings>,
+    /// The channel served.
+    pub channel: Channel,
+    /// Endpoints and groups.
+    pub redis: RedisConnection,
+    /// Publishes retries, split jobs and status.
+    pub publisher: Arc<Publisher>,
+    /// The channel's protocol.
+    pub sender: Arc<dyn Sender>,
+    /// Sends in flight across all jobs.
+    pub permits: Arc<Semaphore>,
+}
+
+impl Dispatch {
+    /// Handles one job.
+    pub async fn run(&self, job: &Job) -> Result<(), DispatchError> {
+        let settings = &self.settings.dispatcher;
+        let mut redis = self.redis.clone();
+        let expansion = expand(
+            &mut redis,
+            job,
+            self.settings.redis.group_shards,
+            settings.inline_threshold,
+            settings.lookup_batch,
+        )
+        .await?;
+        let recipients = match expansion {
+            Expansion::Split(jobs) => return self.publish_jobs(&jobs).await,
+            Expansion::Recipients(recipients) => recipients,
+        };
+        let report = self.attempt_all(job, recipients).await;
+        self.finish(job, report).await
+    }
+
+    async fn attempt_all(&self, job: &Job, recipients: Vec<Recipient>) -> Report {
+        let tiers = self.settings.amqp.retry_tiers.clone();
+        let width = self.settings.dispatcher.concurrency.max(1);
+        let mut attempts = futures::stream::iter(recipients)
+            .map(|recipient| async move {
+                let attempt = recipient.attempts + 1;
+                let outcome = self.attempt(job, &recipient).await;
+                (recipient, attempt, outcome)
+            })
+            .buffer_unordered(width);
+        let mut report = Report::default();
+        while let Some((recipient, attempt, outcome)) = attempts.next().await {
+            report.record(job, &tiers, &recipient, attempt, outcome);
+        }
+        report
+    }
+
+    async fn attempt(&self, job: &Job, recipient: &Recipient) -> Outcome {
+        let Some(address) = &recipient.address else {
+            return Outcome::Unregistered {
+                error: "the endpoint was removed".into(),
+            };
+        };
+        if job.expired_at(now_ms()) {
+            return Outcome::Expired;
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return Outcome::Retry {
+                error: "dispatcher stopping".into(),
+                after: None,
+            };
+        };
+        self.sender.send(job, recipient, address).await
+    }
+
+    async fn finish(&self, job: &Job, report: Report) -> Result<(), DispatchError> {
+        let topology = self.publisher.topology();
+        let mut messages = Vec::new();
+        for (tier, pending) in report.retries {
+            if let Some(queue) = topology.retry_queue(self.channel, tier) {
+                metrics::counter!("sprayer_retries_total", "channel" => self.channel.as_str(), "tier" => tier.to_string())
+                    .increment(pending.len() as u64);
+                messages.push(Outgoing {
+                    exchange: String::new(),
+                    routing_key: queue,
+                    body: serde_json::to_vec(&job.with_target(JobTarget::Retry(pending)))?,
+                });
+            }
+        }
+        if !report.dead.is_empty() {
+            metrics::counter!("sprayer_dead_letters_total", "channel" => self.channel.as_str())
+                .increment(report.dead.len() as u64);
+            messages.push(Outgoing {
+                exchange: String::new(),
+                routing_key: topology.dead_queue(self.channel),
+                body: serde_json::to_vec(&job.with_target(JobTarget::Retry(report.dead)))?,
+            });
+        }
+        for events in report
+            .events
+            .chunks(self.settings.dispatcher.status_batch.max(1))
+        {
+            let batch = StatusBatch {
+                messages: Vec::new(),
+                deliveries: events.to_vec(),
+            };
+            messages.push(Outgoing {
+                exchange: topology.status_exchange(),
+                routing_key: STATUS_ROUTING_KEY.to_owned(),
+                body: serde_json::to_vec(&batch)?,
+            });
+        }
+        if !messages.is_empty() {
+            self.publisher.publish_all(&messages).await?;
+        }
+        self.prune(job, &report.prune).await;
+        Ok(())
+    }
+
+    /// Removes endpoints the provider called gone. A failure only leaves them for next time.
+    async fn prune(&self, job: &Job, gone: &[Recipient]) {
+        let mut redis = self.redis.clone();
+        for recipient in gone.iter().filter(|recipient| recipient.address.is_some()) {
+            let removed = sprayer_shared::redis::remove_endpoint(
+                &mut redis,
+                &job.app,
+                &recipient.user,
+                self.channel,
+                &recipient.device,
+                self.settings.redis.group_shards,
+            )
+            .await;
+            if let Err(error) = removed {
+                tracing::warn!(%error, "cannot remove an unregistered endpoint");
+            }
+        }
+    }
+
+    async fn publish_jobs(&self, jobs: &[Job]) -> Result<(), DispatchError> {
+        let topology = self.publisher.topology();
+        let messages = jobs
+            .iter()
+            .map(|job| {
+                Ok(Outgoing {
+                    exchange: topology.jobs_exchange(),
+                    routing_key: self.channel.as_str().to_owned(),
+                    body: serde_json::to_vec(job)?,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        metrics::counter!("sprayer_split_jobs_total", "channel" => self.channel.as_str())
+            .increment(jobs.len() as u64);
+        self.publisher.publish_all(&messages).await?;
+        Ok(())
+    }
+}

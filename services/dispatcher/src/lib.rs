@@ -1,0 +1,13 @@
+//! A channel dispatcher: consumes `jobs.<channel>`, expands each job into recipients
+//! ([`expand`]), sends through the channel's protocol ([`channels`]), and turns what happened
+//! into status events, retries and dead letters ([`outcome`], [`dispatch`]). [`consumer`] is
+//! the broker loop and [`app`] builds and runs it all.
+
+pub mod app;
+pub mod channels;
+pub mod consumer;
+pub mod dispatch;
+pub mod expand;
+pub mod outcome;
+
+pub use app::Dispatcher;

@@ -1,0 +1,422 @@
+//! Settings for every service: defaults, then an optional TOML file (`SPRAYER_CONFIG` or
+//! `--config`), then `SPRAYER_<SECTION>_<KEY>` environment variables
+//! (`SPRAYER_MONGODB_URL`, `SPRAYER_AMQP_PREFETCH`, ...). Every problem is reported at once.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::model::Channel;
+
+/// Everything a Sprayer process can be told.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// RabbitMQ.
+    pub amqp: AmqpSettings,
+    /// Redis.
+    pub redis: RedisSettings,
+    /// MongoDB.
+    pub mongodb: MongoSettings,
+    /// The REST API.
+    pub accepter: AccepterSettings,
+    /// The channel dispatchers.
+    pub dispatcher: DispatcherSettings,
+    /// The outbound webhook (`http`) channel.
+    pub webhook: WebhookSettings,
+    /// The status feeder.
+    pub feeder: FeederSettings,
+    /// The administration API.
+    pub admin: AdminSettings,
+    /// Logs.
+    pub telemetry: TelemetrySettings,
+}
+
+/// RabbitMQ connection and topology.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// The broker URL.
+    pub url: String,
+    /// Put before every exchange and queue name, so that several installations (or tests)
+    /// share one broker without sharing queues.
+    pub prefix: String,
+    /// Unacknowledged jobs a consumer holds at once.
+    pub prefetch: u16,
+    /// The delay of each retry tier; a delivery is tried at most `retry_tiers.len() + 1` times.
+    #[serde(deserialize_with = "duration_list")]
+    pub retry_tiers: Vec<Duration>,
+    /// `classic` for one broker, `quorum` for a cluster.
+    pub queue_type: QueueType,
+    /// Queues unused for this long are deleted by the broker (for throw-away installations).
+    #[serde(with = "humantime_serde")]
+    pub queue_expires: Option<Duration>,
+}
+
+/// The kind of queue to declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// Classic durable queues: one broker.
+    Classic,
+    /// Quorum queues: replicated over a RabbitMQ cluster.
+    Quorum,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            prefix: String::new(),
+            prefetch: 32,
+            retry_tiers: [1, 10, 60, 600].map(Duration::from_secs).to_vec(),
+            queue_type: QueueType::Classic,
+            queue_expires: None,
+        }
+    }
+}
+
+/// Redis connection and key layout.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// The server URL.
+    pub url: String,
+    /// Shards per group and channel; must not change while groups exist.
+    pub group_shards: u16,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            group_shards: 64,
+        }
+    }
+}
+
+/// MongoDB connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MongoSettings {
+    /// The server URL.
+    pub url: String,
+    /// The database holding apps, messages and deliveries.
+    pub database: String,
+    /// How long delivery and message records are kept.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for MongoSettings {
+    fn default() -> Self {
+        Self {
+            url: "mongodb://127.0.0.1:27017".into(),
+            database: "sprayer".into(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+/// The REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccepterSettings {
+    /// Where the API listens (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Most users in one `{"users": [...]}` target.
+    pub max_users: usize,
+    /// TTL of a message that gives none.
+    #[serde(with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// Longest TTL accepted.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// The channels served by a running dispatcher; others are refused at the API.
+    pub channels: Vec<Channel>,
+    /// How long a verified app key is trusted before it is looked up again.
+    #[serde(with = "humantime_serde")]
+    pub key_cache_ttl: Duration,
+    /// How long an `Idempotency-Key` is remembered.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for AccepterSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 256 * 1024,
+            max_users: 10_000,
+            default_ttl: Duration::from_secs(24 * 3600),
+            max_ttl: Duration::from_secs(28 * 24 * 3600),
+            channels: vec![Channel::Http],
+            key_cache_ttl: Duration::from_secs(30),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The channel dispatchers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatcherSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` listen; none when run inside `sprayer run`.
+    pub ops_listen: Option<SocketAddr>,
+    /// Sends in flight at once across all jobs of one dispatcher process.
+    pub concurrency: usize,
+    /// Groups and lists up to this many users are expanded inline; larger ones are split into
+    /// jobs shared by every replica.
+    pub inline_threshold: usize,
+    /// Users looked up per pipelined Redis round trip.
+    pub lookup_batch: usize,
+    /// Most delivery events in one status message.
+    pub status_batch: usize,
+}
+
+impl Default for DispatcherSettings {
+    fn default() -> Self {
+        Self {
+            ops_listen: None,
+            concurrency: 512,
+            inline_threshold: 1_000,
+            lookup_batch: 500,
+            status_batch: 1_000,
+        }
+    }
+}
+
+/// The outbound webhook channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Time allowed for one request, from connect to the last byte of the answer.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Time allowed to connect.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Requests in flight at once to one host.
+    pub per_host_concurrency: usize,
+    /// Idle keep-alive connections kept per host.
+    pub pool_idle_per_host: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            per_host_concurrency: 64,
+            pool_idle_per_host: 64,
+        }
+    }
+}
+
+/// The status feeder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeederSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` listen; none when run inside `sprayer run`.
+    pub ops_listen: Option<SocketAddr>,
+    /// Most delivery events in one bulk write.
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill before it is written.
+    #[serde(with = "humantime_serde")]
+    pub batch_wait: Duration,
+    /// Status messages held unacknowledged at once.
+    pub prefetch: u16,
+}
+
+impl Default for FeederSettings {
+    fn default() -> Self {
+        Self {
+            ops_listen: None,
+            batch_size: 2_000,
+            batch_wait: Duration::from_millis(50),
+            prefetch: 64,
+        }
+    }
+}
+
+/// The administration API (`/admin/v1/...` on the accepter's listener).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The bearer token of the admin API; without it the admin API is off.
+    pub token: Option<SecretString>,
+}
+
+/// Logs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            json: false,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// Reads a list of human durations (`["1s", "10s", "10m"]`).
+fn duration_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Duration>, D::Error> {
+    let items: Vec<humantime_serde::Serde<Duration>> = Deserialize::deserialize(deserializer)?;
+    Ok(items
+        .into_iter()
+        .map(humantime_serde::Serde::into_inner)
+        .collect())
+}
+
+/// The settings could not be loaded; every problem found is listed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (or `SPRAYER_CONFIG`) if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        let from_env = std::env::var_os("SPRAYER_CONFIG").map(std::path::PathBuf::from);
+        if let Some(path) = file.map(Path::to_path_buf).or(from_env) {
+            if !path.exists() {
+                return Err(ConfigError {
+                    problems: vec![format!("config file {} does not exist", path.display())],
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("SPRAYER_")
+                .filter(|key| key.as_str() != "config")
+                .map(|key| key.as_str().replacen('_', ".", 1).into()),
+        );
+        let settings: Settings = figment.extract().map_err(|errors| ConfigError {
+            problems: errors.into_iter().map(|error| error.to_string()).collect(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: &str| {
+            if !ok {
+                problems.push(problem.to_owned());
+            }
+        };
+        check(
+            self.amqp.url.starts_with("amqp"),
+            "amqp.url must be an amqp:// or amqps:// URL",
+        );
+        check(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
+        check(
+            self.amqp
+                .retry_tiers
+                .iter()
+                .all(|tier| tier.as_millis() > 0),
+            "amqp.retry_tiers must all be longer than zero",
+        );
+        check(
+            self.redis.url.starts_with("redis"),
+            "redis.url must be a redis:// or rediss:// URL",
+        );
+        check(
+            self.redis.group_shards > 0,
+            "redis.group_shards must be at least 1",
+        );
+        check(
+            self.mongodb.url.starts_with("mongodb"),
+            "mongodb.url must be a mongodb:// URL",
+        );
+        check(
+            !self.mongodb.database.is_empty(),
+            "mongodb.database must not be empty",
+        );
+        check(
+            self.accepter.max_body_bytes >= 1024,
+            "accepter.max_body_bytes must be at least 1024",
+        );
+        check(
+            self.accepter.max_users > 0,
+            "accepter.max_users must be at least 1",
+        );
+        check(
+            !self.accepter.channels.is_empty(),
+            "accepter.channels must name at least one channel",
+        );
+        check(
+            self.accepter.default_ttl <= self.accepter.max_ttl,
+            "accepter.default_ttl must not exceed accepter.max_ttl",
+        );
+        check(
+            self.dispatcher.concurrency > 0,
+            "dispatcher.concurrency must be at least 1",
+        );
+        check(
+            self.dispatcher.lookup_batch > 0,
+            "dispatcher.lookup_batch must be at least 1",
+        );
+        check(
+            self.dispatcher.status_batch > 0,
+            "dispatcher.status_batch must be at least 1",
+        );
+        check(
+            self.webhook.per_host_concurrency > 0,
+            "webhook.per_host_concurrency must be at least 1",
+        );
+        check(
+            self.feeder.batch_size > 0,
+            "feeder.batch_size must be at least 1",
+        );
+        check(
+            self.feeder.prefetch > 0,
+            "feeder.prefetch must be at least 1",
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let mut settings = Settings::default();
+        settings.amqp.prefetch = 0;
+        settings.redis.group_shards = 0;
+        settings.feeder.batch_size = 0;
+        let error = settings.validate().expect_err("three problems");
+        assert_eq!(error.problems.len(), 3, "{error}");
+    }
+}

@@ -1,0 +1,21 @@
+//! The domain: identifiers, channels, jobs and delivery feedback.
+
+mod channel;
+mod endpoint;
+mod ids;
+mod job;
+mod status;
+
+pub use channel::{Channel, UnknownChannel};
+pub use endpoint::{AddressError, WebhookAddress};
+pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, UserId};
+pub use job::{Content, Job, JobTarget, PendingDelivery, Priority};
+pub use status::{DeliveryEvent, DeliveryStatus, MessageRecord, StatusBatch, delivery_id};
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

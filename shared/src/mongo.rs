@@ -1,0 +1,185 @@
+//! MongoDB: collections, documents and indexes (see the README's "MongoDB").
+
+use std::time::Duration;
+
+use mongodb::bson::{self, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use crate::config::MongoSettings;
+
+/// An app's API key, as stored: only the hash of the secret part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredKey {
+    /// The public key id (the part of the key before the secret).
+    pub id: String,
+    /// SHA-256 of the key's secret part, hex.
+    pub hash: String,
+    /// When the key was made.
+    pub created: bson::DateTime,
+}
+
+/// `apps`: one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppDoc {
+    /// The app id.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// Live keys: two during a rotation, else one.
+    pub keys: Vec<StoredKey>,
+    /// When the app was made.
+    pub created: bson::DateTime,
+}
+
+/// `messages`: one accepted message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDoc {
+    /// The message id.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// The app.
+    pub app: String,
+    /// The target as given.
+    pub to: bson::Bson,
+    /// The channels a job went to.
+    pub channels: Vec<String>,
+    /// When it was accepted.
+    pub created: bson::DateTime,
+    /// When it expires.
+    pub expires: bson::DateTime,
+}
+
+/// `deliveries`: one message to one device of one user on one channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryDoc {
+    /// `message:channel:user:device`.
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// The app.
+    pub app: String,
+    /// The message.
+    pub message: String,
+    /// The channel.
+    pub channel: String,
+    /// The recipient.
+    pub user: String,
+    /// The recipient's device.
+    pub device: String,
+    /// The current status.
+    pub status: String,
+    /// The rank of the event that set the status.
+    pub rank: i64,
+    /// Attempts made.
+    pub attempts: i64,
+    /// The last error, if any.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// When the first event arrived.
+    pub created: bson::DateTime,
+    /// When the last applied event happened.
+    pub updated: bson::DateTime,
+}
+
+/// The database and its collections.
+#[derive(Clone, Debug)]
+pub struct Mongo {
+    /// The database.
+    pub database: Database,
+    /// `apps`.
+    pub apps: Collection<AppDoc>,
+    /// `messages`.
+    pub messages: Collection<MessageDoc>,
+    /// `deliveries`.
+    pub deliveries: Collection<DeliveryDoc>,
+}
+
+impl Mongo {
+    /// Connects (lazily: the driver dials on first use) to the configured database.
+    pub async fn connect(settings: &MongoSettings) -> mongodb::error::Result<Mongo> {
+        let mut options = ClientOptions::parse(&settings.url).await?;
+        options.app_name = Some("sprayer".into());
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(5));
+        options
+            .connect_timeout
+            .get_or_insert(Duration::from_secs(5));
+        let client = Client::with_options(options)?;
+        let database = client.database(&settings.database);
+        Ok(Mongo {
+            apps: database.collection("apps"),
+            messages: database.collection("messages"),
+            deliveries: database.collection("deliveries"),
+            database,
+        })
+    }
+
+    /// Answers whether the server responds.
+    pub async fn ping(&self) -> mongodb::error::Result<()> {
+        self.database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+    }
+
+    /// Creates the indexes every reader and writer relies on; safe to call at every start.
+    pub async fn ensure_indexes(&self, retention: Duration) -> mongodb::error::Result<()> {
+        let named = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_owned()).build())
+                .build()
+        };
+        let expiring = |name: &str| {
+            IndexModel::builder()
+                .keys(doc! { "created": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(name.to_owned())
+                        .expire_after(retention)
+                        .build(),
+                )
+                .build()
+        };
+        self.messages
+            .create_index(named(doc! { "app": 1, "created": 1 }, "app_created"))
+            .await?;
+        self.messages.create_index(expiring("retention")).await?;
+        self.deliveries
+            .create_index(named(
+                doc! { "app": 1, "message": 1, "status": 1 },
+                "app_message_status",
+            ))
+            .await?;
+        self.deliveries
+            .create_index(named(
+                doc! { "app": 1, "user": 1, "updated": 1 },
+                "app_user_updated",
+            ))
+            .await?;
+        self.deliveries.create_index(expiring("retention")).await?;
+        Ok(())
+    }
+}
+
+/// Whether `error` is a duplicate-key error (E11000).
+pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
+        ErrorKind::Command(command) => command.code == 11000,
+        ErrorKind::InsertMany(insert) => insert
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|write| write.code == 11000)),
+        _ => false,
+    }
+}
+
+/// Milliseconds since the Unix epoch as a BSON date.
+pub fn date(ms: i64) -> bson::DateTime {
+    bson::DateTime::from_millis(ms)
+}
