@@ -1,1 +1,25 @@
-fn main() {}
+//! `sprayer-feeder`: writes delivery feedback to MongoDB.
+
+use anyhow::Context;
+use clap::Parser;
+use sprayer_feeder::Feeder;
+use sprayer_shared::Settings;
+
+/// Writes delivery feedback to MongoDB.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// A TOML settings file (else SPRAYER_CONFIG, else defaults and SPRAYER_* variables).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = Settings::load(args.config.as_deref())?;
+    sprayer_shared::telemetry::init("feeder", &settings.telemetry);
+    let shutdown = sprayer_shared::shutdown::on_signal();
+    let feeder = Feeder::build(settings).await.context("starting the feeder")?;
+    feeder.run_until_stopped(shutdown).await.context("running the feeder")
+}

@@ -1,1 +1,108 @@
-fn main() {}
+//! `sprayer`: run every service in one process (`sprayer run`), or administer apps
+//! (`sprayer admin ...`, straight against MongoDB).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sprayer::Sprayer;
+use sprayer_shared::Settings;
+
+/// Sprayer, the multichannel push platform.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// A TOML settings file (else SPRAYER_CONFIG, else defaults and SPRAYER_* variables).
+    #[arg(long, global = true)]
+    config: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the accepter, a dispatcher per served channel and the feeder in this process.
+    Run,
+    /// Manage apps (tenants) and their keys.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Subcommand)]
+enum Admin {
+    /// Create an app; prints its id and key (the key is shown only this once).
+    CreateApp {
+        /// A name for people.
+        #[arg(long)]
+        name: String,
+    },
+    /// List apps and their key ids.
+    ListApps,
+    /// Add a second key to an app, to rotate without downtime.
+    AddKey {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+    },
+    /// Revoke one of an app's keys (not its last).
+    RevokeKey {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+        /// The key id (the 16 hex digits after `spr_`).
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = Settings::load(args.config.as_deref())?;
+    match args.command {
+        Command::Run => run(settings).await,
+        Command::Admin(command) => admin(settings, command).await,
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    sprayer_shared::telemetry::init("sprayer", &settings.telemetry);
+    let shutdown = sprayer_shared::shutdown::on_signal();
+    let sprayer = Sprayer::build(settings).await.context("starting sprayer")?;
+    let address = sprayer.address();
+    tracing::info!(%address, "sprayer running: API, dispatchers and feeder");
+    println!("Sprayer API on http://{address} (OpenAPI at http://{address}/openapi.json)");
+    println!("Create an app: cargo run --release -p sprayer -- admin create-app --name my-app");
+    sprayer.run_until_stopped(shutdown).await;
+    Ok(())
+}
+
+async fn admin(settings: Settings, command: Admin) -> anyhow::Result<()> {
+    let apps = sprayer_accepter::app::apps(&settings).await.context("connecting to MongoDB")?;
+    let output = match command {
+        Admin::CreateApp { name } => {
+            let (app, key) = apps.create(&name).await?;
+            serde_json::json!({ "id": app.id, "name": app.name, "key": key })
+        }
+        Admin::ListApps => {
+            let list: Vec<_> = apps
+                .list()
+                .await?
+                .into_iter()
+                .map(|app| {
+                    let key_ids: Vec<_> = app.keys.into_iter().map(|key| key.id).collect();
+                    serde_json::json!({ "id": app.id, "name": app.name, "key_ids": key_ids })
+                })
+                .collect();
+            serde_json::json!(list)
+        }
+        Admin::AddKey { app } => {
+            let key = apps.add_key(&app).await?;
+            serde_json::json!({ "app": app, "key_id": key.stored.id, "key": key.key })
+        }
+        Admin::RevokeKey { app, key_id } => {
+            apps.revoke_key(&app, &key_id).await?;
+            serde_json::json!({ "app": app, "revoked": key_id })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}

@@ -188,8 +188,13 @@ fn payload(job: &Job, recipient: &Recipient) -> Value {
         }
     }
     data.insert("priority".into(), json!(job.priority));
-    data.insert("expires_at".into(), json!(job.expires_at));
-    json!({ "type": "message", "timestamp": job.created_at, "data": data })
+    data.insert("expires_at".into(), json!(rfc3339(job.expires_at)));
+    json!({ "type": "message", "timestamp": rfc3339(job.created_at), "data": data })
+}
+
+fn rfc3339(ms: i64) -> String {
+    let since_epoch = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since_epoch).to_string()
 }
 
 /// The three Standard Webhooks headers and the content type.

@@ -1,0 +1,30 @@
+# Sprayer: `make run` starts the platform, `make test` runs every test. Both install what is
+# missing and start Redis, RabbitMQ and the MongoDB-compatible server on loopback first.
+SHELL := /bin/bash
+CARGO ?= cargo
+SPRAYER_CONFIG ?= config/local.toml
+export SPRAYER_CONFIG
+
+.PHONY: run test stack stack-down build lint fmt
+
+stack:
+	@bash scripts/stack.sh up
+
+stack-down:
+	@bash scripts/stack.sh down
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+run: stack build
+	./target/release/sprayer run
+
+test: stack
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,61 @@
+//! Building and running the feeder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sprayer_shared::Settings;
+use sprayer_shared::amqp::Topology;
+use sprayer_shared::mongo::Mongo;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::Feed;
+
+/// Why the feeder could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The MongoDB client could not be set up.
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    /// The ops listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// A built feeder.
+pub struct Feeder {
+    feed: Arc<Feed>,
+}
+
+impl Feeder {
+    /// Sets up the feeder; indexes are created now if MongoDB answers, else at the first write.
+    pub async fn build(settings: Settings) -> Result<Feeder, StartError> {
+        let mongo = Mongo::connect(&settings.mongodb).await?;
+        if let Err(error) = mongo.ensure_indexes(settings.mongodb.retention).await {
+            tracing::warn!(%error, "cannot create MongoDB indexes now; feedback waits for MongoDB");
+        }
+        Ok(Feeder {
+            feed: Arc::new(Feed {
+                topology: Topology::new(&settings.amqp),
+                settings: Arc::new(settings),
+                mongo,
+            }),
+        })
+    }
+
+    /// Feeds until `shutdown`; serves the ops endpoints when `feeder.ops_listen` is set.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        if let Some(listen) = self.feed.settings.feeder.ops_listen {
+            let mongo = self.feed.mongo.clone();
+            let ready: sprayer_shared::ops::ReadinessCheck = Arc::new(move || {
+                let mongo = mongo.clone();
+                Box::pin(async move { mongo.ping().await.map_err(|error| format!("mongodb: {error}")) })
+            });
+            let (address, _) = sprayer_shared::ops::serve(listen, sprayer_shared::ops::router(ready), shutdown.clone())
+                .await
+                .map_err(|error| StartError::Listen(listen, error))?;
+            tracing::info!(%address, "ops endpoints listening");
+        }
+        crate::consumer::run(self.feed, shutdown).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Bulk writes of feedback: message records and delivery events become multi-statement
+//! `update` commands with upserts.
+//!
+//! A delivery event is applied only if its rank is at least the stored one (the filter holds
+//! `rank <= event rank`); when the stored rank is higher, the upsert tries to insert a second
+//! document with the same `_id` and fails with E11000: the event is stale and is dropped. So a
+//! delivery never moves backwards, and duplicate events change nothing.
+
+use std::collections::HashMap;
+
+use mongodb::bson::{Bson, Document, doc};
+use sprayer_shared::model::{DeliveryEvent, MessageRecord};
+use sprayer_shared::mongo::{Mongo, date};
+
+/// Statements per `update` command.
+const STATEMENTS_PER_COMMAND: usize = 1_000;
+const DUPLICATE_KEY: i32 = 11_000;
+
+/// What a bulk write achieved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Delivery events applied.
+    pub applied: usize,
+    /// Delivery events dropped because a later status was already stored.
+    pub stale: usize,
+}
+
+/// A write MongoDB did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The command failed.
+    #[error("mongodb: {0}")]
+    Store(#[from] mongodb::error::Error),
+    /// A statement failed for a reason other than a stale event.
+    #[error("mongodb refused a statement (code {code}): {message}")]
+    Statement {
+        /// The server's error code.
+        code: i32,
+        /// The server's message.
+        message: String,
+    },
+}
+
+/// Keeps, for each delivery, only its highest-ranked event (the latest of equal ones).
+pub fn latest_per_delivery(events: Vec<DeliveryEvent>) -> Vec<DeliveryEvent> {
+    let mut best: HashMap<String, DeliveryEvent> = HashMap::with_capacity(events.len());
+    for event in events {
+        let id = event.delivery_id();
+        let keep = best
+            .get(&id)
+            .is_none_or(|current| event.status.rank(event.attempt) >= current.status.rank(current.attempt));
+        if keep {
+            best.insert(id, event);
+        }
+    }
+    best.into_values().collect()
+}
+
+fn delivery_statement(event: &DeliveryEvent) -> Document {
+    let rank = event.status.rank(event.attempt);
+    let at = date(event.at);
+    let mut set = doc! {
+        "status": event.status.as_str(),
+        "rank": rank,
+        "updated": at,
+        format!("times.{}", event.status.as_str()): at,
+    };
+    if let Some(error) = &event.error {
+        set.insert("error", error.as_str());
+    }
+    doc! {
+        "q": { "_id": event.delivery_id(), "rank": { "$lte": rank } },
+        "u": {
+            "$set": set,
+            "$max": { "attempts": i64::from(event.attempt) },
+            "$setOnInsert": {
+                "app": event.app.as_str(),
+                "message": event.message.as_str(),
+                "channel": event.channel.as_str(),
+                "user": event.user.as_str(),
+                "device": event.device.as_str(),
+                "created": at,
+            },
+        },
+        "upsert": true,
+    }
+}
+
+fn message_statement(record: &MessageRecord) -> Document {
+    let to = mongodb::bson::to_bson(&record.to).unwrap_or(Bson::Null);
+    let channels: Vec<&str> = record.channels.iter().map(|channel| channel.as_str()).collect();
+    doc! {
+        "q": { "_id": record.id.as_str() },
+        "u": { "$setOnInsert": {
+            "app": record.app.as_str(),
+            "to": to,
+            "channels": channels,
+            "created": date(record.created_at),
+            "expires": date(record.expires_at),
+        } },
+        "upsert": true,
+    }
+}
+
+/// Runs `statements` against `collection`; returns the indexes that failed with E11000.
+async fn update(mongo: &Mongo, collection: &str, statements: &[Document]) -> Result<Vec<usize>, WriteError> {
+    let mut duplicates = Vec::new();
+    for (chunk_index, chunk) in statements.chunks(STATEMENTS_PER_COMMAND).enumerate() {
+        let reply = mongo
+            .database
+            .run_command(doc! { "update": collection, "updates": chunk.to_vec(), "ordered": false })
+            .await?;
+        if let Ok(concern) = reply.get_document("writeConcernError") {
+            return Err(WriteError::Statement {
+                code: concern.get_i32("code").unwrap_or(0),
+                message: concern.get_str("errmsg").unwrap_or("write concern error").to_owned(),
+            });
+        }
+        for error in reply.get_array("writeErrors").into_iter().flatten().filter_map(Bson::as_document) {
+            let code = error.get_i32("code").unwrap_or(0);
+            let index = error.get_i32("index").ok().and_then(|index| usize::try_from(index).ok());
+            match (code, index) {
+                (DUPLICATE_KEY, Some(index)) => duplicates.push(chunk_index * STATEMENTS_PER_COMMAND + index),
+                _ => {
+                    return Err(WriteError::Statement {
+                        code,
+                        message: error.get_str("errmsg").unwrap_or("").to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(duplicates)
+}
+
+/// Writes message records and delivery events. Each E11000 is tried once more, since two
+/// writers may have raced to insert the same new delivery; a second E11000 means stale.
+pub async fn write(mongo: &Mongo, messages: &[MessageRecord], events: &[DeliveryEvent]) -> Result<Written, WriteError> {
+    if !messages.is_empty() {
+        let statements: Vec<Document> = messages.iter().map(message_statement).collect();
+        // An E11000 here is a record written already: nothing to do.
+        update(mongo, "messages", &statements).await?;
+    }
+    if events.is_empty() {
+        return Ok(Written::default());
+    }
+    let statements: Vec<Document> = events.iter().map(delivery_statement).collect();
+    let first = update(mongo, "deliveries", &statements).await?;
+    if first.is_empty() {
+        return Ok(Written {
+            applied: events.len(),
+            stale: 0,
+        });
+    }
+    let again: Vec<Document> = first.iter().map(|&index| statements[index].clone()).collect();
+    let stale = update(mongo, "deliveries", &again).await?.len();
+    Ok(Written {
+        applied: events.len() - stale,
+        stale,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sprayer_shared::model::{AppId, Channel, DeliveryStatus, DeviceId, MessageId, UserId};
+
+    fn event(user: &str, status: DeliveryStatus, attempt: u32) -> DeliveryEvent {
+        DeliveryEvent {
+            app: AppId::parse("a").expect("valid"),
+            message: MessageId::parse("m").expect("valid"),
+            channel: Channel::Http,
+            user: UserId::parse(user).expect("valid"),
+            device: DeviceId::parse("d").expect("valid"),
+            status,
+            attempt,
+            error: None,
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_highest_event_per_delivery_is_written() {
+        let events = vec![
+            event("u1", DeliveryStatus::Delivered, 3),
+            event("u1", DeliveryStatus::Queued, 2),
+            event("u2", DeliveryStatus::Queued, 1),
+            event("u1", DeliveryStatus::Queued, 1),
+        ];
+        let mut kept = latest_per_delivery(events);
+        kept.sort_by(|a, b| a.user.cmp(&b.user));
+        assert_eq!(kept.len(), 2);
+        assert_eq!((kept[0].status, kept[0].attempt), (DeliveryStatus::Delivered, 3));
+        assert_eq!(kept[1].status, DeliveryStatus::Queued);
+    }
+}
