@@ -180,9 +180,9 @@ impl Topology {
 /// `1s`, `10s`, `10m`, `1500ms`: the label of a retry tier in its queue name.
 fn tier_label(delay: Duration) -> String {
     let millis = delay.as_millis();
-    if millis % 60_000 == 0 {
+    if millis.is_multiple_of(60_000) {
         format!("{}m", millis / 60_000)
-    } else if millis % 1_000 == 0 {
+    } else if millis.is_multiple_of(1_000) {
         format!("{}s", millis / 1_000)
     } else {
         format!("{millis}ms")
@@ -375,12 +375,7 @@ impl Publisher {
                 }
             }
         }
-        let confirmations = try_join_all(
-            confirms
-                .into_iter()
-                .map(|confirm| async move { confirm.await }),
-        )
-        .await;
+        let confirmations = try_join_all(confirms).await;
         match confirmations {
             Ok(confirmations)
                 if confirmations

@@ -53,6 +53,47 @@ pub fn shard_of(user: &UserId, shards: u16) -> u16 {
     u16::try_from(hash % u64::from(shards.max(1))).unwrap_or(0)
 }
 
+/// Removes one endpoint and, when it was the user's last on the channel, takes the user out of
+/// their groups' sets of that channel. Returns whether the endpoint existed.
+pub async fn remove_endpoint(
+    redis: &mut RedisConnection,
+    app: &AppId,
+    user: &UserId,
+    channel: Channel,
+    device: &crate::model::DeviceId,
+    shards: u16,
+) -> redis::RedisResult<bool> {
+    let key = endpoints_key(app, user, channel);
+    let (removed, left): (i64, i64) = redis::pipe()
+        .hdel(&key, device.as_str())
+        .hlen(&key)
+        .query_async(redis)
+        .await?;
+    if left == 0 {
+        let groups: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(user_groups_key(app, user))
+            .query_async(redis)
+            .await?;
+        let shard = shard_of(user, shards);
+        let groups: Vec<GroupId> = groups
+            .into_iter()
+            .filter_map(|name| GroupId::parse(name).ok())
+            .collect();
+        if !groups.is_empty() {
+            let mut pipe = redis::pipe();
+            for group in groups {
+                pipe.srem(
+                    group_channel_key(app, &group, channel, shard),
+                    user.as_str(),
+                )
+                .ignore();
+            }
+            pipe.query_async::<()>(redis).await?;
+        }
+    }
+    Ok(removed > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,42 +120,4 @@ mod tests {
         let user = UserId::parse("alice").expect("valid");
         assert_eq!(shard_of(&user, 64), shard_of(&user, 64));
     }
-}
-
-/// Removes one endpoint and, when it was the user's last on the channel, takes the user out of
-/// their groups' sets of that channel. Returns whether the endpoint existed.
-pub async fn remove_endpoint(
-    redis: &mut RedisConnection,
-    app: &AppId,
-    user: &UserId,
-    channel: Channel,
-    device: &crate::model::DeviceId,
-    shards: u16,
-) -> redis::RedisResult<bool> {
-    let key = endpoints_key(app, user, channel);
-    let (removed, left): (i64, i64) = redis::pipe()
-        .hdel(&key, device.as_str())
-        .hlen(&key)
-        .query_async(redis)
-        .await?;
-    if left == 0 {
-        let groups: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(user_groups_key(app, user))
-            .query_async(redis)
-            .await?;
-        let shard = shard_of(user, shards);
-        let mut pipe = redis::pipe();
-        for group in groups
-            .into_iter()
-            .filter_map(|name| GroupId::parse(name).ok())
-        {
-            pipe.srem(
-                group_channel_key(app, &group, channel, shard),
-                user.as_str(),
-            )
-            .ignore();
-        }
-        pipe.query_async::<()>(redis).await?;
-    }
-    Ok(removed > 0)
 }

@@ -1,1 +1,12 @@
+//! End-to-end tests: the real services in-process, against real Redis, RabbitMQ and MongoDB
+//! (started by `make test`) and real HTTP receivers on loopback. Each test runs in its own
+//! namespace, so they run in parallel.
 
+mod admin;
+mod delivery;
+mod feedback;
+mod helpers;
+mod isolation;
+mod outages;
+mod retries;
+mod validation;

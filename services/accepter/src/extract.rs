@@ -42,13 +42,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let limit = state.settings.accepter.max_body_bytes;
         let raw = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| body_error(rejection, limit))?;
+            .map_err(|rejection| body_error(&rejection, limit))?;
         let value = decode(&raw)?;
         Ok(JsonBody { value, raw })
     }
 }
 
-fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::too_large(limit)
     } else {
@@ -90,7 +90,7 @@ fn pointer(path: &serde_path_to_error::Path) -> String {
         match segment {
             Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
             Segment::Map { key } => {
-                pointer.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+                pointer.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")));
             }
             Segment::Enum { variant } => pointer.push_str(&format!("/{variant}")),
             Segment::Unknown => {}

@@ -49,6 +49,9 @@ pub async fn expand(
         JobTarget::Group(group) => {
             let sizes = shard_sizes(redis, job, group, shards).await?;
             let total: u64 = sizes.iter().sum();
+            if total == 0 {
+                return Ok(Expansion::Recipients(Vec::new()));
+            }
             let non_empty = (0..shards).filter(|&shard| sizes[usize::from(shard)] > 0);
             if total > inline_threshold as u64 {
                 let jobs = non_empty

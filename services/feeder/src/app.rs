@@ -48,11 +48,20 @@ impl Feeder {
             let mongo = self.feed.mongo.clone();
             let ready: sprayer_shared::ops::ReadinessCheck = Arc::new(move || {
                 let mongo = mongo.clone();
-                Box::pin(async move { mongo.ping().await.map_err(|error| format!("mongodb: {error}")) })
+                Box::pin(async move {
+                    mongo
+                        .ping()
+                        .await
+                        .map_err(|error| format!("mongodb: {error}"))
+                })
             });
-            let (address, _) = sprayer_shared::ops::serve(listen, sprayer_shared::ops::router(ready), shutdown.clone())
-                .await
-                .map_err(|error| StartError::Listen(listen, error))?;
+            let (address, _) = sprayer_shared::ops::serve(
+                listen,
+                sprayer_shared::ops::router(ready),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|error| StartError::Listen(listen, error))?;
             tracing::info!(%address, "ops endpoints listening");
         }
         crate::consumer::run(self.feed, shutdown).await;

@@ -38,7 +38,10 @@ struct Pending {
 
 /// Consumes until `shutdown`, reconnecting whenever the broker goes away.
 pub async fn run(feed: Arc<Feed>, shutdown: CancellationToken) {
-    amqp::run_with_reconnect("feeder", &shutdown, || session(feed.clone(), shutdown.clone())).await;
+    amqp::run_with_reconnect("feeder", &shutdown, || {
+        session(feed.clone(), shutdown.clone())
+    })
+    .await;
     tracing::info!("feeder stopped");
 }
 
@@ -49,7 +52,12 @@ async fn session(feed: Arc<Feed>, shutdown: CancellationToken) -> Result<(), Amq
     feed.topology.declare_status(&channel).await?;
     let queue = feed.topology.status_queue();
     let mut consumer = channel
-        .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     tracing::info!(%queue, "consuming status");
     let mut pending = Pending::default();
@@ -107,7 +115,11 @@ async fn take(pending: &mut Pending, delivery: Delivery) {
 }
 
 /// Writes what is pending, retrying with backoff until MongoDB takes it, then acks it.
-async fn flush(feed: &Feed, pending: &mut Pending, shutdown: &CancellationToken) -> Result<(), AmqpError> {
+async fn flush(
+    feed: &Feed,
+    pending: &mut Pending,
+    shutdown: &CancellationToken,
+) -> Result<(), AmqpError> {
     let mut backoff = Duration::from_millis(200);
     loop {
         if flush_once(feed, pending).await {
@@ -130,9 +142,12 @@ async fn flush_once(feed: &Feed, pending: &mut Pending) -> bool {
     let events = latest_per_delivery(pending.events.clone());
     match write(&feed.mongo, &pending.messages, &events).await {
         Ok(written) => {
-            metrics::counter!("sprayer_feeder_events_total", "result" => "applied").increment(written.applied as u64);
-            metrics::counter!("sprayer_feeder_events_total", "result" => "stale").increment(written.stale as u64);
-            metrics::histogram!("sprayer_feeder_write_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!("sprayer_feeder_events_total", "result" => "applied")
+                .increment(written.applied as u64);
+            metrics::counter!("sprayer_feeder_events_total", "result" => "stale")
+                .increment(written.stale as u64);
+            metrics::histogram!("sprayer_feeder_write_seconds")
+                .record(started.elapsed().as_secs_f64());
             if let Some(last) = pending.deliveries.last() {
                 let acked = last.ack(BasicAckOptions { multiple: true }).await;
                 if let Err(error) = acked {

@@ -20,6 +20,11 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
     sprayer_shared::telemetry::init("feeder", &settings.telemetry);
     let shutdown = sprayer_shared::shutdown::on_signal();
-    let feeder = Feeder::build(settings).await.context("starting the feeder")?;
-    feeder.run_until_stopped(shutdown).await.context("running the feeder")
+    let feeder = Feeder::build(settings)
+        .await
+        .context("starting the feeder")?;
+    feeder
+        .run_until_stopped(shutdown)
+        .await
+        .context("running the feeder")
 }

@@ -46,9 +46,9 @@ pub fn latest_per_delivery(events: Vec<DeliveryEvent>) -> Vec<DeliveryEvent> {
     let mut best: HashMap<String, DeliveryEvent> = HashMap::with_capacity(events.len());
     for event in events {
         let id = event.delivery_id();
-        let keep = best
-            .get(&id)
-            .is_none_or(|current| event.status.rank(event.attempt) >= current.status.rank(current.attempt));
+        let keep = best.get(&id).is_none_or(|current| {
+            event.status.rank(event.attempt) >= current.status.rank(current.attempt)
+        });
         if keep {
             best.insert(id, event);
         }
@@ -88,7 +88,11 @@ fn delivery_statement(event: &DeliveryEvent) -> Document {
 
 fn message_statement(record: &MessageRecord) -> Document {
     let to = mongodb::bson::to_bson(&record.to).unwrap_or(Bson::Null);
-    let channels: Vec<&str> = record.channels.iter().map(|channel| channel.as_str()).collect();
+    let channels: Vec<&str> = record
+        .channels
+        .iter()
+        .map(|channel| channel.as_str())
+        .collect();
     doc! {
         "q": { "_id": record.id.as_str() },
         "u": { "$setOnInsert": {
@@ -103,7 +107,11 @@ fn message_statement(record: &MessageRecord) -> Document {
 }
 
 /// Runs `statements` against `collection`; returns the indexes that failed with E11000.
-async fn update(mongo: &Mongo, collection: &str, statements: &[Document]) -> Result<Vec<usize>, WriteError> {
+async fn update(
+    mongo: &Mongo,
+    collection: &str,
+    statements: &[Document],
+) -> Result<Vec<usize>, WriteError> {
     let mut duplicates = Vec::new();
     for (chunk_index, chunk) in statements.chunks(STATEMENTS_PER_COMMAND).enumerate() {
         let reply = mongo
@@ -113,14 +121,27 @@ async fn update(mongo: &Mongo, collection: &str, statements: &[Document]) -> Res
         if let Ok(concern) = reply.get_document("writeConcernError") {
             return Err(WriteError::Statement {
                 code: concern.get_i32("code").unwrap_or(0),
-                message: concern.get_str("errmsg").unwrap_or("write concern error").to_owned(),
+                message: concern
+                    .get_str("errmsg")
+                    .unwrap_or("write concern error")
+                    .to_owned(),
             });
         }
-        for error in reply.get_array("writeErrors").into_iter().flatten().filter_map(Bson::as_document) {
+        for error in reply
+            .get_array("writeErrors")
+            .into_iter()
+            .flatten()
+            .filter_map(Bson::as_document)
+        {
             let code = error.get_i32("code").unwrap_or(0);
-            let index = error.get_i32("index").ok().and_then(|index| usize::try_from(index).ok());
+            let index = error
+                .get_i32("index")
+                .ok()
+                .and_then(|index| usize::try_from(index).ok());
             match (code, index) {
-                (DUPLICATE_KEY, Some(index)) => duplicates.push(chunk_index * STATEMENTS_PER_COMMAND + index),
+                (DUPLICATE_KEY, Some(index)) => {
+                    duplicates.push(chunk_index * STATEMENTS_PER_COMMAND + index);
+                }
                 _ => {
                     return Err(WriteError::Statement {
                         code,
@@ -135,7 +156,11 @@ async fn update(mongo: &Mongo, collection: &str, statements: &[Document]) -> Res
 
 /// Writes message records and delivery events. Each E11000 is tried once more, since two
 /// writers may have raced to insert the same new delivery; a second E11000 means stale.
-pub async fn write(mongo: &Mongo, messages: &[MessageRecord], events: &[DeliveryEvent]) -> Result<Written, WriteError> {
+pub async fn write(
+    mongo: &Mongo,
+    messages: &[MessageRecord],
+    events: &[DeliveryEvent],
+) -> Result<Written, WriteError> {
     if !messages.is_empty() {
         let statements: Vec<Document> = messages.iter().map(message_statement).collect();
         // An E11000 here is a record written already: nothing to do.
@@ -152,7 +177,10 @@ pub async fn write(mongo: &Mongo, messages: &[MessageRecord], events: &[Delivery
             stale: 0,
         });
     }
-    let again: Vec<Document> = first.iter().map(|&index| statements[index].clone()).collect();
+    let again: Vec<Document> = first
+        .iter()
+        .map(|&index| statements[index].clone())
+        .collect();
     let stale = update(mongo, "deliveries", &again).await?.len();
     Ok(Written {
         applied: events.len() - stale,
@@ -190,7 +218,10 @@ mod tests {
         let mut kept = latest_per_delivery(events);
         kept.sort_by(|a, b| a.user.cmp(&b.user));
         assert_eq!(kept.len(), 2);
-        assert_eq!((kept[0].status, kept[0].attempt), (DeliveryStatus::Delivered, 3));
+        assert_eq!(
+            (kept[0].status, kept[0].attempt),
+            (DeliveryStatus::Delivered, 3)
+        );
         assert_eq!(kept[1].status, DeliveryStatus::Queued);
     }
 }

@@ -71,7 +71,11 @@ impl Sprayer {
         });
         let accepter_shutdown = shutdown.clone();
         tasks.spawn(async move {
-            if let Err(error) = self.accepter.run_until_stopped(accepter_shutdown.clone()).await {
+            if let Err(error) = self
+                .accepter
+                .run_until_stopped(accepter_shutdown.clone())
+                .await
+            {
                 tracing::error!(%error, "accepter failed; stopping");
                 accepter_shutdown.cancel();
             }

@@ -76,7 +76,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn admin(settings: Settings, command: Admin) -> anyhow::Result<()> {
-    let apps = sprayer_accepter::app::apps(&settings).await.context("connecting to MongoDB")?;
+    let apps = sprayer_accepter::app::apps(&settings)
+        .await
+        .context("connecting to MongoDB")?;
     let output = match command {
         Admin::CreateApp { name } => {
             let (app, key) = apps.create(&name).await?;

@@ -274,6 +274,7 @@ pub async fn delete(
     params(("user" = String, Path), PageQuery),
     responses(
         (status = 200, body = EndpointPage),
+        (status = 404, description = "The user has no endpoints", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
@@ -306,6 +307,9 @@ pub async fn list(
             })
         })
         .collect();
+    if all.is_empty() {
+        return Err(ApiError::not_found(format!("user {user} has no endpoints")).at("user"));
+    }
     all.sort_by(|a, b| a.0.cmp(&b.0));
     let start = after.map_or(0, |after| all.partition_point(|entry| entry.0 <= after));
     let rest = &all[start.min(all.len())..];

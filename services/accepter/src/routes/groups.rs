@@ -73,19 +73,24 @@ pub async fn put(
                 .collect(),
         )
     };
-    let mut pipe = redis::pipe();
-    for (channel, has) in Channel::ALL.into_iter().zip(has) {
-        if has {
+    let registered: Vec<Channel> = Channel::ALL
+        .into_iter()
+        .zip(has)
+        .filter_map(|(channel, has)| has.then_some(channel))
+        .collect();
+    if !registered.is_empty() {
+        let mut pipe = redis::pipe();
+        for channel in registered {
             pipe.sadd(
                 group_channel_key(app, &group, channel, shard),
                 user.as_str(),
             )
             .ignore();
         }
+        pipe.query_async::<()>(&mut redis)
+            .await
+            .map_err(|error| ApiError::unavailable("redis", &error))?;
     }
-    pipe.query_async::<()>(&mut redis)
-        .await
-        .map_err(|error| ApiError::unavailable("redis", &error))?;
     Ok(if added > 0 {
         StatusCode::CREATED
     } else {
@@ -144,6 +149,7 @@ pub async fn delete(
     params(("group" = String, Path), PageQuery),
     responses(
         (status = 200, body = MemberPage),
+        (status = 404, description = "The group has no members", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
@@ -167,6 +173,19 @@ pub async fn list(
             .ok_or_else(|| ApiError::validation("cursor", "not a cursor this API gave"))?,
     };
     let mut redis = state.redis.clone();
+    if page.cursor.is_none() {
+        let mut pipe = redis::pipe();
+        for shard in 0..shards {
+            pipe.scard(group_members_key(&caller.app, &group, shard));
+        }
+        let sizes: Vec<u64> = pipe
+            .query_async(&mut redis)
+            .await
+            .map_err(|error| ApiError::unavailable("redis", &error))?;
+        if sizes.iter().all(|&size| size == 0) {
+            return Err(ApiError::not_found(format!("group {group} has no members")).at("group"));
+        }
+    }
     let mut items = Vec::new();
     while shard < shards && items.len() < limit {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SSCAN")

@@ -103,7 +103,7 @@ fn check(request: SendMessage, state: &AppState) -> Result<Checked, ApiError> {
             let mut seen = HashSet::with_capacity(users.len());
             let mut parsed = Vec::with_capacity(users.len());
             for (index, user) in users.iter().enumerate() {
-                let user = checked_id::<UserId>(&format!("/to/users/{index}"), &user)?;
+                let user = checked_id::<UserId>(&format!("/to/users/{index}"), user)?;
                 if seen.insert(user.clone()) {
                     parsed.push(user);
                 }

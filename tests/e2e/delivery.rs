@@ -1,0 +1,154 @@
+//! Messages reach every recipient's webhook exactly once, signed, and the feedback says so.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{Receiver, TestApp, register_users, signature_valid, webhook_secret};
+
+/// Checks that each of `users` got exactly one signed request for `message`.
+fn assert_exactly_once(receiver: &Receiver, secret: &str, users: &[String], message: &str) {
+    let hits = receiver.hits();
+    let mut per_user: HashMap<&str, usize> = HashMap::new();
+    for hit in &hits {
+        *per_user.entry(hit.path.as_str()).or_default() += 1;
+        assert!(signature_valid(secret, hit), "bad signature on {}", hit.id);
+        let body: serde_json::Value = serde_json::from_slice(&hit.body).expect("json body");
+        assert_eq!(body["data"]["message_id"], message);
+        assert_eq!(body["data"]["user"], hit.path.as_str());
+        assert_eq!(hit.id, format!("{message}:http:{}:d1", hit.path));
+    }
+    for user in users {
+        assert_eq!(
+            per_user.get(user.as_str()),
+            Some(&1),
+            "{user} got {:?}",
+            per_user.get(user.as_str())
+        );
+    }
+    assert_eq!(hits.len(), users.len(), "no request for anyone else");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_of_1000_gets_one_signed_webhook_each_and_the_feedback_counts_them() {
+    // A low inline threshold makes the group go through shard jobs, as large groups do.
+    let app = TestApp::spawn_with(|settings| settings.dispatcher.inline_threshold = 100).await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    let users = register_users(&app, &receiver, &secret, 1_000).await;
+    futures::future::join_all(users.iter().map(|user| app.add_member("everyone", user))).await;
+
+    let started = Instant::now();
+    let id = app
+        .send_ok(&json!({ "to": { "group": "everyone" }, "content": { "title": "Hello", "body": "all of you" } }))
+        .await;
+    let summary = app
+        .wait_for_status(&id, "http", "delivered", 1_000, Duration::from_secs(60))
+        .await;
+    println!(
+        "1,000-member group: POST to 1,000 delivered in feedback in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(summary["total"], 1_000, "{summary}");
+    assert_eq!(summary["to"], json!({ "group": "everyone" }));
+    // A moment more for any duplicate to show up, then count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_exactly_once(&receiver, &secret, &users, &id);
+
+    let deliveries = app.all_deliveries(&id, 128).await;
+    assert_eq!(deliveries.len(), 1_000);
+    assert!(
+        deliveries
+            .iter()
+            .all(|delivery| delivery["status"] == "delivered" && delivery["attempts"] == 1)
+    );
+    let mut ids: Vec<&str> = deliveries
+        .iter()
+        .map(|delivery| delivery["id"].as_str().expect("id"))
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 1_000, "pages neither overlap nor skip");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_list_of_users_gets_one_webhook_each() {
+    let app = TestApp::spawn_with(|settings| settings.dispatcher.inline_threshold = 100).await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    let users = register_users(&app, &receiver, &secret, 250).await;
+    // One user without any endpoint is in the list too: nothing is sent to them.
+    let mut to = users.clone();
+    to.push("nobody".into());
+    let id = app
+        .send_ok(&json!({ "to": { "users": to }, "content": { "body": "list" } }))
+        .await;
+    let summary = app
+        .wait_for_status(&id, "http", "delivered", 250, Duration::from_secs(30))
+        .await;
+    assert_eq!(summary["total"], 250, "{summary}");
+    assert_eq!(summary["to"], json!({ "users": 251 }));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_exactly_once(&receiver, &secret, &users, &id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_single_user_gets_the_message_on_every_device() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    app.put_webhook("alice", "laptop", &receiver.url("alice-laptop"), &secret)
+        .await;
+    app.put_webhook("alice", "phone", &receiver.url("alice-phone"), &secret)
+        .await;
+    let id = app
+        .send_ok(&json!({ "to": { "user": "alice" }, "content": { "title": "t", "data": { "k": 1 } }, "overrides": { "http": { "title": "T" } } }))
+        .await;
+    app.wait_for_status(&id, "http", "delivered", 2, Duration::from_secs(20))
+        .await;
+    for path in ["alice-laptop", "alice-phone"] {
+        let hits = receiver.hits_for(path);
+        assert_eq!(hits.len(), 1, "{path}");
+        assert!(signature_valid(&secret, &hits[0]));
+        let body: serde_json::Value = serde_json::from_slice(&hits[0].body).expect("json");
+        assert_eq!(body["type"], "message");
+        assert_eq!(
+            body["data"]["title"], "T",
+            "the http override replaces the title"
+        );
+        assert_eq!(body["data"]["data"], json!({ "k": 1 }));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_idempotency_key_gives_the_same_message_and_one_delivery() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    app.put_webhook("bob", "d1", &receiver.url("bob"), &secret)
+        .await;
+    let body = json!({ "to": { "user": "bob" }, "content": { "body": "once" } });
+    let (first_status, first) = app.send(&body, Some("order-42")).await;
+    let (second_status, second) = app.send(&body, Some("order-42")).await;
+    assert_eq!(first_status, 202);
+    assert_eq!(second_status, 202);
+    assert_eq!(first["id"], second["id"]);
+    let id = first["id"].as_str().expect("id");
+    app.wait_for_status(id, "http", "delivered", 1, Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.hits_for("bob").len(), 1);
+
+    // The same key with another body is refused, naming the header.
+    let (status, problem) = app
+        .send(
+            &json!({ "to": { "user": "bob" }, "content": { "body": "other" } }),
+            Some("order-42"),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(problem["field"], "Idempotency-Key");
+    // A new key is a new message.
+    let (_, third) = app.send(&body, Some("order-43")).await;
+    assert_ne!(third["id"], first["id"]);
+}

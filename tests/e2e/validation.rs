@@ -1,0 +1,350 @@
+//! Bad input: the right status, a problem+json body naming the field, and nothing enqueued.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::outages::queue_depth;
+
+async fn problem(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|value| value.to_str().unwrap_or("").to_owned());
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/problem+json"),
+        "status {status}"
+    );
+    let body: Value = response.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status, "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|kind| kind.starts_with("/problems/")),
+        "{body}"
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    (status, body)
+}
+
+async fn post_raw(app: &TestApp, body: Vec<u8>) -> (u16, Value) {
+    let response = app
+        .request(Method::POST, "/v1/messages")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("answers");
+    problem(response).await
+}
+
+async fn post_json(app: &TestApp, body: &Value) -> (u16, Value) {
+    post_raw(app, serde_json::to_vec(body).expect("json")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_are_refused_with_problem_json_and_nothing_is_enqueued() {
+    let app = TestApp::spawn_accepter_only().await;
+    let content = json!({ "body": "x" });
+
+    let (status, body) = post_raw(&app, b"{\"to\": ".to_vec()).await;
+    assert_eq!(status, 400, "malformed JSON: {body}");
+
+    let (status, body) = post_json(&app, &json!({ "content": content })).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/")),
+        "missing to: {body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("missing field `to`"),
+        "{body}"
+    );
+
+    let (status, body) = post_json(&app, &json!({ "to": {}, "content": content })).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/to")),
+        "empty to: {body}"
+    );
+
+    let (status, body) = post_json(
+        &app,
+        &json!({ "to": { "user": "u1" }, "channels": ["http", "pigeon"], "content": content }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/channels/1")),
+        "unknown channel: {body}"
+    );
+
+    let (status, body) =
+        post_json(&app, &json!({ "to": { "user": "" }, "content": content })).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/to/user")),
+        "empty user: {body}"
+    );
+
+    let users: Vec<String> = (0..10_001).map(|index| format!("u{index}")).collect();
+    let (status, body) = post_json(
+        &app,
+        &json!({ "to": { "users": users }, "content": content }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/to/users")),
+        "10,001 users: {body}"
+    );
+
+    let (status, body) = post_json(
+        &app,
+        &json!({ "to": { "user": "u1" }, "content": content, "colour": "red" }),
+    )
+    .await;
+    assert_eq!(status, 422, "unknown field: {body}");
+    assert!(
+        body["detail"].as_str().expect("detail").contains("colour"),
+        "{body}"
+    );
+
+    let (status, body) = post_json(&app, &json!({ "to": { "user": "u1" }, "content": {} })).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/content")),
+        "empty content: {body}"
+    );
+
+    let (status, body) = post_json(
+        &app,
+        &json!({ "to": { "user": "u1" }, "content": content, "ttl": 0 }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/ttl")),
+        "zero ttl: {body}"
+    );
+
+    let oversize = json!({ "to": { "user": "u1" }, "content": { "body": "x".repeat(300 * 1024) } });
+    let (status, body) = post_json(&app, &oversize).await;
+    assert_eq!(status, 413, "oversize body: {body}");
+
+    let response = app
+        .request(Method::POST, "/v1/messages")
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("answers");
+    let (status, body) = problem(response).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (415, Some("Content-Type"))
+    );
+
+    let body = json!({ "to": { "user": "u1" }, "content": content });
+    let response = app
+        .http
+        .post(format!("{}/v1/messages", app.base))
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    let (status, problem_body) = problem(response).await;
+    assert_eq!(
+        (status, problem_body["field"].as_str()),
+        (401, Some("Authorization")),
+        "missing key"
+    );
+    let wrong = "spr_0123456789abcdef_not-the-secret";
+    let response = app
+        .request_as(wrong, Method::POST, "/v1/messages")
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(problem(response).await.0, 401, "wrong key");
+    let tampered = format!("{}x", app.key);
+    let response = app
+        .request_as(&tampered, Method::POST, "/v1/messages")
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(problem(response).await.0, 401, "right key id, wrong secret");
+
+    let prefix = &app.settings.amqp.prefix;
+    assert_eq!(
+        queue_depth(&format!("{prefix}jobs.http")).await,
+        0,
+        "no job was enqueued"
+    );
+    assert_eq!(
+        queue_depth(&format!("{prefix}status")).await,
+        0,
+        "no message record was enqueued"
+    );
+
+    // The same check sees a good message: one job and one message record.
+    let (status, _) = app.send(&body, None).await;
+    assert_eq!(status, 202);
+    assert_eq!(queue_depth(&format!("{prefix}jobs.http")).await, 1);
+    assert_eq!(queue_depth(&format!("{prefix}status")).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_endpoints_groups_and_queries_are_refused_naming_the_field() {
+    let app = TestApp::spawn_accepter_only().await;
+    let cases: Vec<(Method, &str, Option<Value>, u16, &str)> = vec![
+        (
+            Method::PUT,
+            "/v1/users/u1/endpoints/http/d1",
+            Some(json!({ "url": "ftp://x", "secret": "whsec_AAAA" })),
+            422,
+            "/url",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/u1/endpoints/http/d1",
+            Some(json!({ "url": "https://example.com", "secret": "nope" })),
+            422,
+            "/secret",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/u1/endpoints/http/d1",
+            Some(json!({ "url": "https://example.com" })),
+            422,
+            "/",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/u1/endpoints/pigeon/d1",
+            Some(json!({})),
+            422,
+            "channel",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/u1/endpoints/sms/d1",
+            Some(json!({})),
+            422,
+            "channel",
+        ),
+        (
+            Method::PUT,
+            "/v1/users/a%3Ab/endpoints/http/d1",
+            Some(json!({})),
+            422,
+            "user",
+        ),
+        (
+            Method::PUT,
+            "/v1/groups/g%7B1%7D/members/u1",
+            None,
+            422,
+            "group",
+        ),
+        (
+            Method::GET,
+            "/v1/groups/g1/members?limit=0",
+            None,
+            422,
+            "limit",
+        ),
+        (
+            Method::GET,
+            "/v1/groups/g1/members?cursor=%21%21",
+            None,
+            422,
+            "cursor",
+        ),
+        (
+            Method::GET,
+            "/v1/messages/nope/deliveries?status=lost",
+            None,
+            422,
+            "status",
+        ),
+        (
+            Method::GET,
+            "/v1/messages/00000000000000000000000000000000",
+            None,
+            404,
+            "id",
+        ),
+    ];
+    for (method, path, body, expected, field) in cases {
+        let mut request = app.request(method.clone(), path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let (status, problem_body) = problem(request.send().await.expect("answers")).await;
+        assert_eq!(
+            (status, problem_body["field"].as_str()),
+            (expected, Some(field)),
+            "{method} {path}: {problem_body}"
+        );
+    }
+    let response = app
+        .request(Method::GET, "/v1/nowhere")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(problem(response).await.0, 404);
+    let response = app
+        .request(Method::DELETE, "/v1/messages")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(problem(response).await.0, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_the_api() {
+    let app = TestApp::spawn_accepter_only().await;
+    let response = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let document: Value = response.json().await.expect("json");
+    assert!(
+        document["openapi"]
+            .as_str()
+            .expect("version")
+            .starts_with("3.")
+    );
+    for path in [
+        "/v1/messages",
+        "/v1/messages/{id}",
+        "/v1/messages/{id}/deliveries",
+        "/v1/users/{user}/endpoints/{channel}/{device}",
+        "/v1/groups/{group}/members/{user}",
+    ] {
+        assert!(document["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let response = app
+            .http
+            .get(format!("{}{probe}", app.base))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), 200, "{probe}");
+    }
+}
