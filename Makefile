@@ -2,8 +2,7 @@
 # missing and start Redis, RabbitMQ and the MongoDB-compatible server on loopback first.
 SHELL := /bin/bash
 CARGO ?= cargo
-SPRAYER_CONFIG ?= config/local.toml
-export SPRAYER_CONFIG
+RUN_CONFIG ?= config/local.toml
 
 .PHONY: run test stack stack-down build lint fmt
 
@@ -17,7 +16,7 @@ build:
 	$(CARGO) build --release --workspace --bins
 
 run: stack build
-	./target/release/sprayer run
+	SPRAYER_CONFIG=$(RUN_CONFIG) ./target/release/sprayer run
 
 test: stack
 	$(CARGO) test --workspace --no-fail-fast

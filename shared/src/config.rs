@@ -168,7 +168,8 @@ impl Default for AccepterSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DispatcherSettings {
-    /// Where `/healthz`, `/readyz` and `/metrics` listen; none when run inside `sprayer run`.
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (the accepter serves them for all in
+    /// `sprayer run`, which ignores this).
     pub ops_listen: Option<SocketAddr>,
     /// Sends in flight at once across all jobs of one dispatcher process.
     pub concurrency: usize,
@@ -184,7 +185,7 @@ pub struct DispatcherSettings {
 impl Default for DispatcherSettings {
     fn default() -> Self {
         Self {
-            ops_listen: None,
+            ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9101))),
             concurrency: 512,
             inline_threshold: 1_000,
             lookup_batch: 500,
@@ -224,7 +225,8 @@ impl Default for WebhookSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeederSettings {
-    /// Where `/healthz`, `/readyz` and `/metrics` listen; none when run inside `sprayer run`.
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (the accepter serves them for all in
+    /// `sprayer run`, which ignores this).
     pub ops_listen: Option<SocketAddr>,
     /// Most delivery events in one bulk write.
     pub batch_size: usize,
@@ -238,7 +240,7 @@ pub struct FeederSettings {
 impl Default for FeederSettings {
     fn default() -> Self {
         Self {
-            ops_listen: None,
+            ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9102))),
             batch_size: 2_000,
             batch_wait: Duration::from_millis(50),
             prefetch: 64,
@@ -271,6 +273,41 @@ impl Default for TelemetrySettings {
             filter: "info".into(),
         }
     }
+}
+
+/// Extracts the settings; when some values do not parse, tries each key alone so that every
+/// bad key is reported, not only the first.
+fn extract_every_problem(figment: &Figment) -> Result<Settings, ConfigError> {
+    let first = match figment.extract::<Settings>() {
+        Ok(settings) => return Ok(settings),
+        Err(error) => error,
+    };
+    let mut problems = Vec::new();
+    if let Ok(figment::value::Value::Dict(_, sections)) = figment.find_value("") {
+        for (section, value) in sections {
+            let figment::value::Value::Dict(_, keys) = value else {
+                problems.push(format!("{section} is not a section of the settings"));
+                continue;
+            };
+            for (key, value) in keys {
+                let alone = Figment::from(figment::providers::Serialized::default(
+                    &format!("{section}.{key}"),
+                    value,
+                ));
+                if let Err(error) = alone.extract::<Settings>() {
+                    problems.extend(
+                        error
+                            .into_iter()
+                            .map(|error| format!("{section}.{key}: {error}")),
+                    );
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        problems.extend(first.into_iter().map(|error| error.to_string()));
+    }
+    Err(ConfigError { problems })
 }
 
 /// Reads a list of human durations (`["1s", "10s", "10m"]`).
@@ -310,11 +347,17 @@ impl Settings {
                 .filter(|key| key.as_str() != "config")
                 .map(|key| key.as_str().replacen('_', ".", 1).into()),
         );
-        let settings: Settings = figment.extract().map_err(|errors| ConfigError {
-            problems: errors.into_iter().map(|error| error.to_string()).collect(),
-        })?;
+        let settings = extract_every_problem(&figment)?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// Loads the settings, or prints every problem and exits with status 2.
+    pub fn load_or_exit(file: Option<&Path>) -> Settings {
+        Settings::load(file).unwrap_or_else(|error| {
+            eprintln!("{error}");
+            std::process::exit(2)
+        })
     }
 
     /// Checks the values that parse but cannot work.
@@ -408,6 +451,16 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn every_unreadable_key_is_reported_at_once() {
+        let figment = Figment::new().merge(Toml::string(
+            "[amqp]\nprefetch = \"many\"\nprefix = \"p.\"\n[redis]\ngroup_shards = -1\n[nonsense]\nx = 1\n",
+        ));
+        let error = extract_every_problem(&figment).expect_err("three problems");
+        assert_eq!(error.problems.len(), 3, "{error}");
+        assert!(error.problems[0].starts_with("amqp.prefetch"), "{error}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let settings = Settings::load(args.config.as_deref())?;
+    let settings = Settings::load_or_exit(args.config.as_deref());
     sprayer_shared::telemetry::init("feeder", &settings.telemetry);
     let shutdown = sprayer_shared::shutdown::on_signal();
     let feeder = Feeder::build(settings)

@@ -33,7 +33,10 @@ pub struct Sprayer {
 
 impl Sprayer {
     /// Builds every service from one set of settings; the API listener is bound now.
-    pub async fn build(settings: Settings) -> Result<Sprayer, StartError> {
+    pub async fn build(mut settings: Settings) -> Result<Sprayer, StartError> {
+        // One process, one metrics registry: the accepter's /metrics covers every service.
+        settings.dispatcher.ops_listen = None;
+        settings.feeder.ops_listen = None;
         let mut dispatchers = Vec::new();
         for channel in &settings.accepter.channels {
             dispatchers.push(Dispatcher::build(settings.clone(), *channel).await?);

@@ -56,7 +56,7 @@ enum Admin {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let settings = Settings::load(args.config.as_deref())?;
+    let settings = Settings::load_or_exit(args.config.as_deref());
     match args.command {
         Command::Run => run(settings).await,
         Command::Admin(command) => admin(settings, command).await,
