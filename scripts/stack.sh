@@ -47,7 +47,6 @@ apt_install() {
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$apt_updated" = no ]; then as_root apt-get update -q; apt_updated=yes; fi
   log "installing ${missing[*]}"
-  # Debian's packages try to start their services on install; policy-rc.d keeps that to us.
   as_root apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}"
 }
 
