@@ -19,7 +19,7 @@ run: stack build
 	SPRAYER_CONFIG=$(RUN_CONFIG) ./target/release/sprayer run
 
 test: stack
-	$(CARGO) test --workspace --no-fail-fast
+	bash scripts/test.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
