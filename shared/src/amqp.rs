@@ -264,6 +264,20 @@ pub async fn consumer_channel(
     Ok(channel)
 }
 
+/// Starts a manual-ack consumer of `queue` on `channel`.
+pub async fn consume(channel: &lapin::Channel, queue: &str) -> Result<lapin::Consumer, AmqpError> {
+    let consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            lapin::options::BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(%queue, "consuming");
+    Ok(consumer)
+}
+
 /// One message to publish: exchange, routing key and body.
 #[derive(Debug, Clone)]
 pub struct Outgoing {

@@ -40,6 +40,17 @@ async fn metrics() -> Response {
         .into_response()
 }
 
+/// Serves the operations routes with `ready` on `listen` until `shutdown`, in a task.
+pub async fn serve_ops(
+    listen: SocketAddr,
+    ready: ReadinessCheck,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let (address, _) = serve(listen, router(ready), shutdown).await?;
+    tracing::info!(%address, "ops endpoints listening");
+    Ok(address)
+}
+
 /// Serves `router` on `listen` until `shutdown`, in a task; returns the bound address.
 pub async fn serve(
     listen: SocketAddr,

@@ -80,14 +80,9 @@ impl Dispatcher {
                         .map_err(|error| format!("redis: {error}"))
                 })
             });
-            let (address, _) = sprayer_shared::ops::serve(
-                listen,
-                sprayer_shared::ops::router(ready),
-                shutdown.clone(),
-            )
-            .await
-            .map_err(|error| StartError::Listen(listen, error))?;
-            tracing::info!(%address, "ops endpoints listening");
+            sprayer_shared::ops::serve_ops(listen, ready, shutdown.clone())
+                .await
+                .map_err(|error| StartError::Listen(listen, error))?;
         }
         crate::consumer::run(self.dispatch, shutdown).await;
         Ok(())

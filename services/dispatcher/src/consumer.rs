@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicRejectOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use sprayer_shared::amqp::{self, AmqpError};
 use sprayer_shared::model::Job;
 use tokio::task::JoinSet;
@@ -42,15 +39,7 @@ async fn session(dispatch: Arc<Dispatch>, shutdown: CancellationToken) -> Result
     topology.declare_status(&channel).await?;
     topology.declare_channel(&channel, dispatch.channel).await?;
     let queue = topology.jobs_queue(dispatch.channel);
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(%queue, "consuming jobs");
+    let mut consumer = amqp::consume(&channel, &queue).await?;
     let mut tasks = JoinSet::new();
     let ended = loop {
         tokio::select! {

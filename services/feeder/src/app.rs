@@ -55,14 +55,9 @@ impl Feeder {
                         .map_err(|error| format!("mongodb: {error}"))
                 })
             });
-            let (address, _) = sprayer_shared::ops::serve(
-                listen,
-                sprayer_shared::ops::router(ready),
-                shutdown.clone(),
-            )
-            .await
-            .map_err(|error| StartError::Listen(listen, error))?;
-            tracing::info!(%address, "ops endpoints listening");
+            sprayer_shared::ops::serve_ops(listen, ready, shutdown.clone())
+                .await
+                .map_err(|error| StartError::Listen(listen, error))?;
         }
         crate::consumer::run(self.feed, shutdown).await;
         Ok(())

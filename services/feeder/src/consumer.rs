@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicRejectOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{self, AmqpError, Topology};
 use sprayer_shared::model::{DeliveryEvent, MessageRecord, StatusBatch};
@@ -51,15 +50,7 @@ async fn session(feed: Arc<Feed>, shutdown: CancellationToken) -> Result<(), Amq
     let channel = amqp::consumer_channel(&connection, settings.feeder.prefetch).await?;
     feed.topology.declare_status(&channel).await?;
     let queue = feed.topology.status_queue();
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    tracing::info!(%queue, "consuming status");
+    let mut consumer = amqp::consume(&channel, &queue).await?;
     let mut pending = Pending::default();
     let wait = settings.feeder.batch_wait;
     let result = loop {
