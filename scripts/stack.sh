@@ -56,6 +56,7 @@ mongo_binary() {
 
 deps() {
   apt_install redis-server rabbitmq-server
+  peer_venv
   if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi
   if [ -z "$(mongo_binary)" ]; then
     apt_install cmake
@@ -67,6 +68,16 @@ deps() {
       log "building secantus-mdb failed (see $stack_dir/secantus-build.log); using its Python server"
       python_fallback
     fi
+  fi
+}
+
+# The Python packages the test peers use, in their own virtualenv.
+peer_venv() {
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
+  if [ ! -x "$stack_dir/venv/bin/python" ]; then python3 -m venv "$stack_dir/venv"; fi
+  if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing the test peers' Python packages"
+    "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*'
   fi
 }
 

@@ -32,6 +32,9 @@ pub struct AppDoc {
     pub keys: Vec<StoredKey>,
     /// When the app was made.
     pub created: bson::DateTime,
+    /// Provider settings and credentials per channel.
+    #[serde(default)]
+    pub providers: crate::model::Providers,
 }
 
 /// `messages`: one accepted message.

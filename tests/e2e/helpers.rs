@@ -233,6 +233,45 @@ impl TestApp {
         );
     }
 
+    /// Registers an endpoint of any channel for `user` as `key`'s app.
+    pub async fn put_endpoint_as(
+        &self,
+        key: &str,
+        user: &str,
+        channel: &str,
+        device: &str,
+        address: &Value,
+    ) -> StatusCode {
+        self.request_as(
+            key,
+            reqwest::Method::PUT,
+            &format!("/v1/users/{user}/endpoints/{channel}/{device}"),
+        )
+        .json(address)
+        .send()
+        .await
+        .expect("answers")
+        .status()
+    }
+
+    /// Sets `app`'s provider settings for `channel` through the admin API.
+    pub async fn set_provider(&self, app: &str, channel: &str, settings: &Value) {
+        let response = self
+            .http
+            .put(format!(
+                "{}/admin/v1/apps/{app}/providers/{channel}",
+                self.base
+            ))
+            .bearer_auth(self.admin_token())
+            .json(settings)
+            .send()
+            .await
+            .expect("admin API answers");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, StatusCode::OK, "set {channel} provider: {body}");
+    }
+
     /// Registers a webhook endpoint for `user`.
     pub async fn put_webhook(&self, user: &str, device: &str, url: &str, secret: &str) {
         self.put_webhook_as(&self.key, user, device, url, secret)
@@ -302,14 +341,21 @@ impl TestApp {
         count: u64,
         within: Duration,
     ) -> Value {
-        wait_until(within, || async {
+        let found = wait_until(within, || async {
             let summary = self.summary(id).await?;
             (summary["summary"][channel][status].as_u64() == Some(count)).then_some(summary)
         })
-        .await
-        .unwrap_or_else(|| {
-            panic!("message {id}: not {count} {status} on {channel} within {within:?}")
-        })
+        .await;
+        if let Some(summary) = found {
+            return summary;
+        }
+        let last = self.summary(id).await;
+        let (_, deliveries) = self
+            .get(&format!("/v1/messages/{id}/deliveries?limit=5"))
+            .await;
+        panic!(
+            "message {id}: not {count} {status} on {channel} within {within:?}: {last:?} {deliveries}"
+        )
     }
 
     /// Every delivery of a message, page by page.

@@ -4,9 +4,11 @@
 
 mod admin;
 mod delivery;
+mod email;
 mod feedback;
 mod helpers;
 mod isolation;
 mod outages;
+mod peers;
 mod retries;
 mod validation;

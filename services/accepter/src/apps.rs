@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc};
 use sha2::{Digest, Sha256};
-use sprayer_shared::model::AppId;
+use sprayer_shared::model::{AppId, Channel, Providers};
 use sprayer_shared::mongo::{AppDoc, Mongo, StoredKey};
 use subtle::ConstantTimeEq;
 
@@ -169,6 +169,7 @@ impl Apps {
             name: name.to_owned(),
             keys: vec![key.stored],
             created: bson::DateTime::now(),
+            providers: Providers::default(),
         };
         self.mongo.apps.insert_one(&app).await?;
         tracing::info!(app = %app.id, "app created");
@@ -238,6 +239,48 @@ impl Apps {
         }
         tracing::info!(app, key_id, "app key revoked");
         Ok(())
+    }
+
+    /// Sets the provider settings of `channel` for `app` (already checked).
+    pub async fn set_provider(
+        &self,
+        app: &str,
+        channel: Channel,
+        settings: serde_json::Value,
+    ) -> Result<(), AppsError> {
+        let value = bson::to_bson(&settings).map_err(mongodb::error::Error::from)?;
+        let field = format!("providers.{channel}");
+        let result = self
+            .mongo
+            .apps
+            .update_one(doc! { "_id": app }, doc! { "$set": { field: value } })
+            .await?;
+        if result.matched_count == 0 {
+            return Err(AppsError::UnknownApp(app.to_owned()));
+        }
+        tracing::info!(app, %channel, "provider settings set");
+        Ok(())
+    }
+
+    /// Removes the provider settings of `channel` from `app`.
+    pub async fn remove_provider(&self, app: &str, channel: Channel) -> Result<(), AppsError> {
+        let field = format!("providers.{channel}");
+        let result = self
+            .mongo
+            .apps
+            .update_one(doc! { "_id": app }, doc! { "$unset": { field: "" } })
+            .await?;
+        if result.matched_count == 0 {
+            return Err(AppsError::UnknownApp(app.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The provider settings of `app`, redacted.
+    pub async fn providers(&self, app: &str) -> Result<serde_json::Value, AppsError> {
+        let found = self.mongo.apps.find_one(doc! { "_id": app }).await?;
+        let app_doc = found.ok_or_else(|| AppsError::UnknownApp(app.to_owned()))?;
+        Ok(app_doc.providers.redacted())
     }
 
     async fn missing_or(&self, app: &str, otherwise: AppsError) -> Result<AppsError, AppsError> {

@@ -16,6 +16,9 @@ use crate::dispatch::Dispatch;
 /// Why a dispatcher could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// MongoDB could not be set up.
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
     /// Redis could not be set up.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -41,9 +44,11 @@ impl Dispatcher {
         let settings = Arc::new(settings);
         let sender: Arc<dyn Sender> = match channel {
             Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
+            Channel::Email => Arc::new(crate::channels::email::Mailer::default()),
             other => return Err(StartError::Unsupported(other)),
         };
         let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
+        let mongo = sprayer_shared::mongo::Mongo::connect(&settings.mongodb).await?;
         let publisher = Arc::new(Publisher::new(
             &settings.amqp.url,
             Topology::new(&settings.amqp),
@@ -51,6 +56,7 @@ impl Dispatcher {
         Ok(Dispatcher {
             dispatch: Arc::new(Dispatch {
                 permits: Arc::new(Semaphore::new(settings.dispatcher.concurrency.max(1))),
+                providers: Arc::new(crate::providers::ProviderCache::new(mongo)),
                 settings,
                 channel,
                 redis,

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use futures::StreamExt;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{AmqpError, Outgoing, Publisher, STATUS_ROUTING_KEY};
-use sprayer_shared::model::{Channel, Job, JobTarget, StatusBatch, now_ms};
+use sprayer_shared::model::{Channel, Job, JobTarget, Providers, StatusBatch, now_ms};
 use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
 
 use crate::channels::Sender;
 use crate::expand::{Expansion, Recipient, expand};
 use crate::outcome::{Outcome, Report};
+use crate::providers::ProviderCache;
 
 /// Why a job could not be finished; it goes back to its queue.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum DispatchError {
     /// RabbitMQ failed.
     #[error("{0}")]
     Amqp(#[from] AmqpError),
+    /// MongoDB failed (reading the app's provider settings).
+    #[error("mongodb: {0}")]
+    Mongo(#[from] mongodb::error::Error),
     /// A message could not be encoded.
     #[error("encoding: {0}")]
     Encode(#[from] serde_json::Error),
@@ -43,6 +47,8 @@ pub struct Dispatch {
     pub sender: Arc<dyn Sender>,
     /// Sends in flight across all jobs.
     pub permits: Arc<Semaphore>,
+    /// The apps' provider settings.
+    pub providers: Arc<ProviderCache>,
 }
 
 impl Dispatch {
@@ -62,17 +68,27 @@ impl Dispatch {
             Expansion::Split(jobs) => return self.publish_jobs(&jobs).await,
             Expansion::Recipients(recipients) => recipients,
         };
-        let report = self.attempt_all(job, recipients).await;
+        let providers = if self.sender.needs_providers() && !recipients.is_empty() {
+            self.providers.get(&job.app).await?
+        } else {
+            Arc::default()
+        };
+        let report = self.attempt_all(job, &providers, recipients).await;
         self.finish(job, report).await
     }
 
-    async fn attempt_all(&self, job: &Job, recipients: Vec<Recipient>) -> Report {
+    async fn attempt_all(
+        &self,
+        job: &Job,
+        providers: &Providers,
+        recipients: Vec<Recipient>,
+    ) -> Report {
         let tiers = self.settings.amqp.retry_tiers.clone();
         let width = self.settings.dispatcher.concurrency.max(1);
         let mut attempts = futures::stream::iter(recipients)
             .map(|recipient| async move {
                 let attempt = recipient.attempts + 1;
-                let outcome = self.attempt(job, &recipient).await;
+                let outcome = self.attempt(job, providers, &recipient).await;
                 (recipient, attempt, outcome)
             })
             .buffer_unordered(width);
@@ -83,7 +99,7 @@ impl Dispatch {
         report
     }
 
-    async fn attempt(&self, job: &Job, recipient: &Recipient) -> Outcome {
+    async fn attempt(&self, job: &Job, providers: &Providers, recipient: &Recipient) -> Outcome {
         let Some(address) = &recipient.address else {
             return Outcome::Unregistered {
                 error: "the endpoint was removed".into(),
@@ -98,7 +114,7 @@ impl Dispatch {
                 after: None,
             };
         };
-        self.sender.send(job, recipient, address).await
+        self.sender.send(job, providers, recipient, address).await
     }
 
     async fn finish(&self, job: &Job, report: Report) -> Result<(), DispatchError> {

@@ -9,5 +9,6 @@ pub mod consumer;
 pub mod dispatch;
 pub mod expand;
 pub mod outcome;
+pub mod providers;
 
 pub use app::Dispatcher;

@@ -42,6 +42,24 @@ enum Admin {
         #[arg(long)]
         app: String,
     },
+    /// Set an app's provider settings for a channel from a JSON file (`-` for standard input).
+    SetProvider {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+        /// email, apns, fcm or webpush.
+        #[arg(long)]
+        channel: sprayer_shared::model::Channel,
+        /// The JSON settings (see the README), or `-`.
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Show an app's provider settings, secrets hidden.
+    ShowProviders {
+        /// The app id.
+        #[arg(long)]
+        app: String,
+    },
     /// Revoke one of an app's keys (not its last).
     RevokeKey {
         /// The app id.
@@ -100,6 +118,21 @@ async fn admin(settings: Settings, command: Admin) -> anyhow::Result<()> {
             let key = apps.add_key(&app).await?;
             serde_json::json!({ "app": app, "key_id": key.stored.id, "key": key.key })
         }
+        Admin::SetProvider { app, channel, file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let raw: serde_json::Value =
+                serde_json::from_str(&text).context("the settings are not JSON")?;
+            let settings = sprayer_shared::model::Providers::parse(channel, &raw)
+                .map_err(|error| anyhow::anyhow!("{channel} settings: {error}"))?;
+            apps.set_provider(&app, channel, settings).await?;
+            apps.providers(&app).await?
+        }
+        Admin::ShowProviders { app } => apps.providers(&app).await?,
         Admin::RevokeKey { app, key_id } => {
             apps.revoke_key(&app, &key_id).await?;
             serde_json::json!({ "app": app, "revoked": key_id })

@@ -91,6 +91,183 @@ impl WebhookAddress {
     }
 }
 
+/// Whether `address` looks like `local@domain`: what an SMTP relay will take.
+pub fn valid_email(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"<>()[]\\,;:\"@".contains(c));
+    let domain_ok = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    local_ok && domain_ok
+}
+
+/// An `email` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailEndpoint {
+    /// The recipient's address.
+    pub address: String,
+}
+
+/// An `apns` or `fcm` endpoint: the device's registration token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEndpoint {
+    /// The token the device got from APNs or FCM.
+    pub token: String,
+}
+
+/// A `webpush` endpoint: the browser's `PushSubscription` as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebpushEndpoint {
+    /// The push service URL.
+    pub endpoint: String,
+    /// The subscription's keys.
+    pub keys: WebpushKeys,
+    /// When the subscription expires (ignored; browsers send it).
+    #[serde(default, rename = "expirationTime", skip_serializing)]
+    pub expiration_time: Option<serde_json::Value>,
+}
+
+/// A push subscription's keys, base64url.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebpushKeys {
+    /// The browser's P-256 public key (65 bytes, uncompressed).
+    pub p256dh: String,
+    /// The authentication secret (16 bytes).
+    pub auth: String,
+}
+
+fn decoded_length(text: &str) -> Option<usize> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
+        .map(|bytes| bytes.len())
+}
+
+fn check<T>(ok: bool, field: &'static str, reason: &str, value: T) -> Result<T, AddressError> {
+    if ok {
+        Ok(value)
+    } else {
+        Err(AddressError {
+            field,
+            reason: reason.to_owned(),
+        })
+    }
+}
+
+/// Checks a JSON address for `channel` and returns the text stored in Redis.
+pub fn parse_address(channel: super::Channel, raw: &[u8]) -> Result<String, AddressError> {
+    use super::Channel;
+    let decode_error = |error: serde_json::Error| AddressError {
+        field: "/",
+        reason: error.to_string(),
+    };
+    let stored = match channel {
+        Channel::Http => {
+            let address: WebhookAddress = serde_json::from_slice(raw).map_err(decode_error)?;
+            address.validate()?;
+            serde_json::to_string(&address)
+        }
+        Channel::Email => {
+            let email: EmailEndpoint = serde_json::from_slice(raw).map_err(decode_error)?;
+            let email = check(
+                valid_email(&email.address),
+                "address",
+                "must be an e-mail address",
+                email,
+            )?;
+            serde_json::to_string(&email)
+        }
+        Channel::Apns => {
+            let token: TokenEndpoint = serde_json::from_slice(raw).map_err(decode_error)?;
+            let ok = (64..=200).contains(&token.token.len())
+                && token.token.chars().all(|c| c.is_ascii_hexdigit());
+            let token = check(
+                ok,
+                "token",
+                "must be the device token in hex (64 digits or more)",
+                token,
+            )?;
+            serde_json::to_string(&token)
+        }
+        Channel::Fcm => {
+            let token: TokenEndpoint = serde_json::from_slice(raw).map_err(decode_error)?;
+            let ok = (1..=4096).contains(&token.token.len())
+                && token
+                    .token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c));
+            let token = check(ok, "token", "must be an FCM registration token", token)?;
+            serde_json::to_string(&token)
+        }
+        Channel::Webpush => {
+            let subscription: WebpushEndpoint =
+                serde_json::from_slice(raw).map_err(decode_error)?;
+            let https = url::Url::parse(&subscription.endpoint)
+                .is_ok_and(|url| matches!(url.scheme(), "https" | "http"));
+            let subscription = check(
+                https,
+                "endpoint",
+                "must be the push service URL",
+                subscription,
+            )?;
+            let subscription = check(
+                decoded_length(&subscription.keys.p256dh) == Some(65),
+                "keys/p256dh",
+                "must be base64url of a 65-byte P-256 public key",
+                subscription,
+            )?;
+            let subscription = check(
+                decoded_length(&subscription.keys.auth) == Some(16),
+                "keys/auth",
+                "must be base64url of 16 bytes",
+                subscription,
+            )?;
+            serde_json::to_string(&subscription)
+        }
+        other => {
+            return Err(AddressError {
+                field: "channel",
+                reason: format!("channel {other} takes no endpoints here"),
+            });
+        }
+    };
+    stored.map_err(decode_error)
+}
+
+/// A stored address with its secrets hidden, for listing.
+pub fn redacted_address(channel: super::Channel, stored: &str) -> serde_json::Value {
+    use super::Channel;
+    match channel {
+        Channel::Http => match serde_json::from_str::<WebhookAddress>(stored) {
+            Ok(address) => {
+                serde_json::json!({ "url": address.url, "secret": address.redacted_secret() })
+            }
+            Err(_) => serde_json::json!({}),
+        },
+        Channel::Webpush => match serde_json::from_str::<WebpushEndpoint>(stored) {
+            Ok(subscription) => serde_json::json!({ "endpoint": subscription.endpoint }),
+            Err(_) => serde_json::json!({}),
+        },
+        _ => serde_json::from_str(stored).unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,19 @@ mod channel;
 mod endpoint;
 mod ids;
 mod job;
+mod providers;
 mod status;
 
 pub use channel::{Channel, UnknownChannel};
-pub use endpoint::{AddressError, WebhookAddress};
+pub use endpoint::{
+    AddressError, EmailEndpoint, TokenEndpoint, WebhookAddress, WebpushEndpoint, WebpushKeys,
+    parse_address, redacted_address, valid_email,
+};
 pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, UserId};
 pub use job::{Content, Job, JobTarget, PendingDelivery, Priority};
+pub use providers::{
+    ApnsEnvironment, ApnsProvider, EmailProvider, FcmProvider, Providers, SmtpTls, WebpushProvider,
+};
 pub use status::{DeliveryEvent, DeliveryStatus, MessageRecord, StatusBatch, delivery_id};
 
 /// The current time in Unix milliseconds.

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use sprayer_shared::model::{Channel, Providers};
 use utoipa::ToSchema;
 
 use crate::apps::AppsError;
@@ -159,6 +160,81 @@ pub async fn revoke_key(
     state
         .apps
         .revoke_key(&app, &key_id)
+        .await
+        .map_err(apps_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set an app's provider settings for a channel (credentials are stored, never shown again).
+#[utoipa::path(
+    put, path = "/admin/v1/apps/{app}/providers/{channel}", tag = "admin",
+    params(("app" = String, Path), ("channel" = String, Path, description = "email, apns, fcm or webpush")),
+    request_body(content = Object, description = "The channel's settings; see the README"),
+    responses(
+        (status = 200, description = "Set; the app's providers, redacted", body = Object),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = []))
+)]
+pub async fn set_provider(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams((app, channel)): PathParams<(String, String)>,
+    body: JsonBody<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let channel: Channel = channel
+        .parse()
+        .map_err(|error| ApiError::validation("channel", format!("{error}")))?;
+    let settings = Providers::parse(channel, &body.value).map_err(|error| {
+        let field = if error.field.starts_with('/') {
+            error.field.to_owned()
+        } else {
+            format!("/{}", error.field)
+        };
+        ApiError::validation(field, error.reason)
+    })?;
+    state
+        .apps
+        .set_provider(&app, channel, settings)
+        .await
+        .map_err(apps_error)?;
+    Ok(Json(state.apps.providers(&app).await.map_err(apps_error)?))
+}
+
+/// An app's provider settings, redacted.
+#[utoipa::path(
+    get, path = "/admin/v1/apps/{app}/providers", tag = "admin",
+    params(("app" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("admin_token" = []))
+)]
+pub async fn providers(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(app): PathParams<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(state.apps.providers(&app).await.map_err(apps_error)?))
+}
+
+/// Remove an app's provider settings for a channel.
+#[utoipa::path(
+    delete, path = "/admin/v1/apps/{app}/providers/{channel}", tag = "admin",
+    params(("app" = String, Path), ("channel" = String, Path)),
+    responses((status = 204, description = "Removed"), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("admin_token" = []))
+)]
+pub async fn remove_provider(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams((app, channel)): PathParams<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let channel: Channel = channel
+        .parse()
+        .map_err(|error| ApiError::validation("channel", format!("{error}")))?;
+    state
+        .apps
+        .remove_provider(&app, channel)
         .await
         .map_err(apps_error)?;
     Ok(StatusCode::NO_CONTENT)

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sprayer_shared::model::{AppId, Channel, DeviceId, GroupId, IdError, UserId, WebhookAddress};
+use sprayer_shared::model::{AppId, Channel, DeviceId, GroupId, IdError, UserId};
 use sprayer_shared::redis::{endpoints_key, group_channel_key, shard_of, user_groups_key};
 use utoipa::{IntoParams, ToSchema};
 
@@ -117,36 +117,18 @@ fn served_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> {
 
 /// Checks an address for `channel` and returns what is stored.
 fn stored_address(channel: Channel, raw: &[u8]) -> Result<String, ApiError> {
-    match channel {
-        Channel::Http => {
-            let endpoint: WebhookEndpoint = crate::extract::decode(raw)?;
-            let address = WebhookAddress {
-                url: endpoint.url,
-                secret: endpoint.secret,
-            };
-            address
-                .validate()
-                .map_err(|error| ApiError::validation(format!("/{}", error.field), error.reason))?;
-            serde_json::to_string(&address)
-                .map_err(|error| ApiError::validation("/", error.to_string()))
-        }
-        other => Err(ApiError::validation(
-            "channel",
-            format!("channel {other} is not served by this installation"),
-        )),
-    }
+    sprayer_shared::model::parse_address(channel, raw).map_err(|error| {
+        let field = if error.field.starts_with('/') || error.field == "channel" {
+            error.field.to_owned()
+        } else {
+            format!("/{}", error.field)
+        };
+        ApiError::validation(field, error.reason)
+    })
 }
 
 fn redacted(channel: Channel, stored: &str) -> serde_json::Value {
-    match channel {
-        Channel::Http => match serde_json::from_str::<WebhookAddress>(stored) {
-            Ok(address) => {
-                serde_json::json!({ "url": address.url, "secret": address.redacted_secret() })
-            }
-            Err(_) => serde_json::json!({}),
-        },
-        _ => serde_json::json!({}),
-    }
+    sprayer_shared::model::redacted_address(channel, stored)
 }
 
 async fn user_groups(

@@ -22,6 +22,7 @@ use crate::state::AppState;
         endpoints::put, endpoints::delete, endpoints::list,
         groups::put, groups::delete, groups::list,
         admin::create_app, admin::list_apps, admin::add_key, admin::revoke_key,
+        admin::set_provider, admin::providers, admin::remove_provider,
     ),
     modifiers(&Security),
     tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "admin"))
@@ -64,6 +65,11 @@ pub fn api() -> Router<AppState> {
         .route(
             "/admin/v1/apps/{app}/keys/{key_id}",
             axum::routing::delete(admin::revoke_key),
+        )
+        .route("/admin/v1/apps/{app}/providers", get(admin::providers))
+        .route(
+            "/admin/v1/apps/{app}/providers/{channel}",
+            put(admin::set_provider).delete(admin::remove_provider),
         )
         .route(
             "/openapi.json",

@@ -19,7 +19,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use sprayer_shared::config::WebhookSettings;
-use sprayer_shared::model::{Job, WebhookAddress, delivery_id, now_ms};
+use sprayer_shared::model::{Job, Providers, WebhookAddress, delivery_id, now_ms};
 use tokio::sync::Semaphore;
 
 use super::Sender;
@@ -160,6 +160,7 @@ impl Sender for Webhooks {
     fn send<'a>(
         &'a self,
         job: &'a Job,
+        _providers: &'a Providers,
         recipient: &'a Recipient,
         address: &'a str,
     ) -> BoxFuture<'a, Outcome> {
