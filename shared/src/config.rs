@@ -29,6 +29,8 @@ pub struct Settings {
     pub dispatcher: DispatcherSettings,
     /// The outbound webhook (`http`) channel.
     pub webhook: WebhookSettings,
+    /// Push providers (APNs, FCM, web push) reached over HTTP.
+    pub push: PushSettings,
     /// The status feeder.
     pub feeder: FeederSettings,
     /// The administration API.
@@ -180,6 +182,11 @@ pub struct DispatcherSettings {
     pub lookup_batch: usize,
     /// Most delivery events in one status message.
     pub status_batch: usize,
+    /// Sends in flight at once for one app, so that one app's burst cannot starve another's.
+    pub app_concurrency: usize,
+    /// Sends per second for one app toward the provider (0: no limit), so that the app's
+    /// provider account is not throttled.
+    pub app_rate_per_second: u32,
 }
 
 impl Default for DispatcherSettings {
@@ -190,6 +197,8 @@ impl Default for DispatcherSettings {
             inline_threshold: 1_000,
             lookup_batch: 500,
             status_batch: 1_000,
+            app_concurrency: 256,
+            app_rate_per_second: 0,
         }
     }
 }
@@ -217,6 +226,27 @@ impl Default for WebhookSettings {
             connect_timeout: Duration::from_secs(5),
             per_host_concurrency: 64,
             pool_idle_per_host: 64,
+        }
+    }
+}
+
+/// Push providers reached over HTTP: APNs, FCM and web push services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// Time allowed for one request to a provider.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// A PEM file of certificate authorities trusted beside the public ones (a provider gateway
+    /// with a private CA, or the test peers).
+    pub extra_ca_file: Option<std::path::PathBuf>,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            extra_ca_file: None,
         }
     }
 }
@@ -423,6 +453,10 @@ impl Settings {
         check(
             self.dispatcher.status_batch > 0,
             "dispatcher.status_batch must be at least 1",
+        );
+        check(
+            self.dispatcher.app_concurrency > 0,
+            "dispatcher.app_concurrency must be at least 1",
         );
         check(
             self.webhook.per_host_concurrency > 0,

@@ -3,6 +3,7 @@
 //! namespace, so they run in parallel.
 
 mod admin;
+mod apns;
 mod delivery;
 mod email;
 mod feedback;

@@ -133,3 +133,168 @@ pub mod tempdir {
         }
     }
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+/// A test certificate authority and a server certificate for `localhost` and `127.0.0.1`.
+pub struct TestCa {
+    /// Holds `ca.pem`, `server.pem`, `server.key`.
+    pub dir: tempdir::TempDir,
+}
+
+impl TestCa {
+    /// Makes a CA and a server certificate signed by it.
+    pub fn new() -> TestCa {
+        let dir = tempdir::TempDir::new("sprayer-ca");
+        let path = dir.path();
+        openssl(
+            path,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=Sprayer test CA",
+            ],
+        );
+        openssl(
+            path,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        std::fs::write(
+            path.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("write");
+        openssl(
+            path,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
+        TestCa { dir }
+    }
+
+    /// The CA certificate, for clients to trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+/// An EC P-256 key pair in PEM: the private key as PKCS#8 (an APNs .p8 file) and the public key.
+pub fn p256_key_pair(dir: &Path, name: &str) -> (String, PathBuf) {
+    let private = format!("{name}.p8");
+    let public = format!("{name}.pub.pem");
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &private,
+        ],
+    );
+    openssl(dir, &["pkey", "-in", &private, "-pubout", "-out", &public]);
+    (
+        std::fs::read_to_string(dir.join(&private)).expect("key"),
+        dir.join(public),
+    )
+}
+
+/// The APNs stand-in (node's HTTP/2 server), logging every request.
+pub struct ApnsPeer {
+    /// The process.
+    pub peer: Peer,
+    log: PathBuf,
+}
+
+impl ApnsPeer {
+    /// Starts one that accepts tokens signed by the key whose public half is `public_key`.
+    pub fn start(
+        ca: &TestCa,
+        public_key: &Path,
+        team_id: &str,
+        key_id: &str,
+        topic: &str,
+    ) -> ApnsPeer {
+        let port = free_port();
+        let log = ca.dir.path().join(format!("apns-{port}.log"));
+        let mut command = Command::new("node");
+        command
+            .arg(root().join("tests/peers/apns_peer.js"))
+            .arg(port.to_string())
+            .arg(ca.dir.path().join("server.pem"))
+            .arg(ca.dir.path().join("server.key"))
+            .arg(public_key)
+            .args([team_id, key_id, topic])
+            .arg(&log);
+        ApnsPeer {
+            peer: start(command, port, "APNs"),
+            log,
+        }
+    }
+
+    /// The base URL to configure.
+    pub fn base_url(&self) -> String {
+        format!("https://localhost:{}", self.peer.port)
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}

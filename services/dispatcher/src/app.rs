@@ -25,6 +25,9 @@ pub enum StartError {
     /// The channel's client could not be set up.
     #[error("{0}")]
     Client(#[from] ClientError),
+    /// The push client could not be set up.
+    #[error("{0}")]
+    Push(#[from] crate::channels::apns::PushClientError),
     /// The channel has no dispatcher yet.
     #[error("channel {0} has no dispatcher in this version")]
     Unsupported(Channel),
@@ -45,6 +48,9 @@ impl Dispatcher {
         let sender: Arc<dyn Sender> = match channel {
             Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
             Channel::Email => Arc::new(crate::channels::email::Mailer::default()),
+            Channel::Apns => Arc::new(crate::channels::apns::Apns::new(
+                crate::channels::apns::push_client(&settings.push)?,
+            )),
             other => return Err(StartError::Unsupported(other)),
         };
         let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
@@ -57,6 +63,10 @@ impl Dispatcher {
             dispatch: Arc::new(Dispatch {
                 permits: Arc::new(Semaphore::new(settings.dispatcher.concurrency.max(1))),
                 providers: Arc::new(crate::providers::ProviderCache::new(mongo)),
+                app_limits: crate::limits::AppLimits::new(
+                    settings.dispatcher.app_concurrency,
+                    settings.dispatcher.app_rate_per_second,
+                ),
                 settings,
                 channel,
                 redis,

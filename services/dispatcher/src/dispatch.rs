@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::channels::Sender;
 use crate::expand::{Expansion, Recipient, expand};
+use crate::limits::AppLimits;
 use crate::outcome::{Outcome, Report};
 use crate::providers::ProviderCache;
 
@@ -49,6 +50,8 @@ pub struct Dispatch {
     pub permits: Arc<Semaphore>,
     /// The apps' provider settings.
     pub providers: Arc<ProviderCache>,
+    /// Per-app concurrency and pace.
+    pub app_limits: AppLimits,
 }
 
 impl Dispatch {
@@ -105,15 +108,20 @@ impl Dispatch {
                 error: "the endpoint was removed".into(),
             };
         };
+        let stopping = || Outcome::Retry {
+            error: "dispatcher stopping".into(),
+            after: None,
+        };
+        let Ok(_permit) = self.permits.acquire().await else {
+            return stopping();
+        };
+        let Some(_app_permit) = self.app_limits.acquire(&job.app).await else {
+            return stopping();
+        };
+        // Checked after the waits: a send never starts past the message's TTL.
         if job.expired_at(now_ms()) {
             return Outcome::Expired;
         }
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Outcome::Retry {
-                error: "dispatcher stopping".into(),
-                after: None,
-            };
-        };
         self.sender.send(job, providers, recipient, address).await
     }
 

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod consumer;
 pub mod dispatch;
 pub mod expand;
+pub mod limits;
 pub mod outcome;
 pub mod providers;
 

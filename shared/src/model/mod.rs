@@ -1,5 +1,6 @@
 //! The domain: identifiers, channels, jobs and delivery feedback.
 
+mod apns;
 mod channel;
 mod endpoint;
 mod ids;
@@ -7,6 +8,7 @@ mod job;
 mod providers;
 mod status;
 
+pub use apns::{APNS_HEADER_KEYS, APNS_MAX_PAYLOAD, apns_is_alert, apns_payload};
 pub use channel::{Channel, UnknownChannel};
 pub use endpoint::{
     AddressError, EmailEndpoint, TokenEndpoint, WebhookAddress, WebpushEndpoint, WebpushKeys,

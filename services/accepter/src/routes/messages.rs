@@ -170,6 +170,21 @@ fn check(request: SendMessage, state: &AppState) -> Result<Checked, ApiError> {
             return Err(ApiError::validation(field, "must be an object"));
         }
     }
+    if channels.contains(&Channel::Apns) {
+        let payload = sprayer_shared::model::apns_payload(&content, overrides.get("apns"));
+        let size = serde_json::to_vec(&payload).map_or(usize::MAX, |bytes| bytes.len());
+        if size > sprayer_shared::model::APNS_MAX_PAYLOAD {
+            let field = if overrides.contains_key("apns") {
+                "/overrides/apns"
+            } else {
+                "/content"
+            };
+            return Err(ApiError::validation(
+                field,
+                format!("the APNs payload would be {size} bytes; APNs takes at most 4096"),
+            ));
+        }
+    }
     let ttl = match request.ttl {
         None => limits.default_ttl,
         Some(0) => return Err(ApiError::validation("/ttl", "must be at least 1 second")),

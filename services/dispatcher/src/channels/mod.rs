@@ -1,6 +1,7 @@
 //! The channels' protocols. A channel only sends one delivery and says what came of it; retry,
 //! expiry, status events and pruning are the same for all (see [`crate::outcome`]).
 
+pub mod apns;
 pub mod email;
 pub mod http;
 

@@ -1,0 +1,330 @@
+//! The `apns` channel: HTTP/2 to APNs (many concurrent streams over few connections) with
+//! token authentication: an ES256 JWT signed with the app's .p8 key, cached for 50 minutes.
+//!
+//! Headers: `apns-topic`, `apns-push-type`, `apns-priority`, `apns-expiration` (the message's
+//! expiry), `apns-collapse-id` (the override's `collapse_id`) and `apns-id` (a UUID derived from
+//! the delivery id, the same on every retry). 200 is `sent`; 400 `BadDeviceToken` and 410
+//! `Unregistered` are `unregistered` and the token is removed; 403 on the provider token drops
+//! the cached token and retries; 429 and 5xx are retried honouring `Retry-After`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use serde::Serialize;
+use sprayer_shared::config::PushSettings;
+use sprayer_shared::model::{
+    APNS_MAX_PAYLOAD, ApnsProvider, Channel, Job, Priority, Providers, TokenEndpoint,
+    apns_is_alert, apns_payload, delivery_id, now_ms,
+};
+
+use super::{Sender, not_configured};
+use crate::expand::Recipient;
+use crate::outcome::Outcome;
+
+/// How long a provider token is used; APNs refuses tokens older than an hour.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(50 * 60);
+
+/// Could not set up the HTTP/2 client.
+#[derive(Debug, thiserror::Error)]
+pub enum PushClientError {
+    /// The client could not be built.
+    #[error("cannot build the push client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The extra CA file could not be read.
+    #[error("cannot read push.extra_ca_file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An HTTP client for push providers: HTTP/2 where offered, the public roots plus the optional
+/// extra CAs.
+pub fn push_client(settings: &PushSettings) -> Result<reqwest::Client, PushClientError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(300))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Sprayer/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &settings.extra_ca_file {
+        let ca_error = |reason: String| PushClientError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|error| ca_error(error.to_string()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    iat: u64,
+}
+
+/// The APNs sender.
+pub struct Apns {
+    client: reqwest::Client,
+    tokens: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+impl Apns {
+    /// A sender over `client`.
+    pub fn new(client: reqwest::Client) -> Apns {
+        Apns {
+            client,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn token_key(provider: &ApnsProvider) -> String {
+        format!("{}:{}", provider.team_id, provider.key_id)
+    }
+
+    /// The provider token for `provider`, made or reused.
+    fn provider_token(&self, provider: &ApnsProvider) -> Result<String, String> {
+        let key = Self::token_key(provider);
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((made, token)) = tokens.get(&key)
+            && made.elapsed() < TOKEN_LIFETIME
+        {
+            return Ok(token.clone());
+        }
+        let signing_key = EncodingKey::from_ec_pem(provider.private_key.as_bytes())
+            .map_err(|error| format!("the app's APNs key cannot be read: {error}"))?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(provider.key_id.clone());
+        let claims = Claims {
+            iss: &provider.team_id,
+            iat: u64::try_from(now_ms() / 1000).unwrap_or(0),
+        };
+        let token = jsonwebtoken::encode(&header, &claims, &signing_key)
+            .map_err(|error| format!("cannot sign the APNs token: {error}"))?;
+        tokens.insert(key, (Instant::now(), token.clone()));
+        Ok(token)
+    }
+
+    fn forget_token(&self, provider: &ApnsProvider) {
+        let mut tokens = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        tokens.remove(&Self::token_key(provider));
+    }
+
+    async fn deliver(
+        &self,
+        job: &Job,
+        providers: &Providers,
+        recipient: &Recipient,
+        stored: &str,
+    ) -> Outcome {
+        let Some(provider) = &providers.apns else {
+            return not_configured(Channel::Apns);
+        };
+        let device: TokenEndpoint = match serde_json::from_str(stored) {
+            Ok(device) => device,
+            Err(error) => {
+                return Outcome::Failed {
+                    error: format!("stored endpoint unreadable: {error}"),
+                };
+            }
+        };
+        let payload = apns_payload(&job.content, job.overrides.as_ref());
+        let body = match serde_json::to_vec(&payload) {
+            Ok(body) if body.len() <= APNS_MAX_PAYLOAD => body,
+            Ok(body) => {
+                return Outcome::Failed {
+                    error: format!("payload of {} bytes is over APNs' limit", body.len()),
+                };
+            }
+            Err(error) => {
+                return Outcome::Failed {
+                    error: format!("cannot encode the payload: {error}"),
+                };
+            }
+        };
+        let token = match self.provider_token(provider) {
+            Ok(token) => token,
+            Err(error) => return Outcome::Failed { error },
+        };
+        let id = delivery_id(
+            &job.message_id,
+            job.channel,
+            &recipient.user,
+            &recipient.device,
+        );
+        let headers = match headers(job, provider, &payload, &token, &id) {
+            Some(headers) => headers,
+            None => {
+                return Outcome::Failed {
+                    error: "cannot build the APNs headers".into(),
+                };
+            }
+        };
+        let url = format!("{}/3/device/{}", provider.base_url(), device.token);
+        let started = Instant::now();
+        let sent = self
+            .client
+            .post(url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await;
+        metrics::histogram!("sprayer_provider_seconds", "channel" => "apns")
+            .record(started.elapsed().as_secs_f64());
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                return Outcome::Retry {
+                    error: if error.is_timeout() {
+                        "APNs timed out".into()
+                    } else {
+                        "cannot reach APNs".into()
+                    },
+                    after: None,
+                };
+            }
+        };
+        let status = response.status();
+        let after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.trim().parse().ok())
+            .map(Duration::from_secs);
+        let reason = response
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|body| body["reason"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let outcome = classify(status, &reason, after);
+        if status == StatusCode::FORBIDDEN {
+            self.forget_token(provider);
+        }
+        outcome
+    }
+}
+
+fn headers(
+    job: &Job,
+    provider: &ApnsProvider,
+    payload: &serde_json::Value,
+    token: &str,
+    id: &str,
+) -> Option<HeaderMap> {
+    let overrides = job.overrides.as_ref();
+    let alert = apns_is_alert(payload);
+    let push_type = overrides
+        .and_then(|o| o["push_type"].as_str())
+        .unwrap_or(if alert { "alert" } else { "background" });
+    // Background pushes must go at priority 5.
+    let priority = if job.priority == Priority::High && push_type != "background" {
+        "10"
+    } else {
+        "5"
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("bearer {token}")).ok()?,
+    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("apns-topic", HeaderValue::from_str(&provider.topic).ok()?);
+    headers.insert("apns-push-type", HeaderValue::from_str(push_type).ok()?);
+    headers.insert("apns-priority", HeaderValue::from_static(priority));
+    headers.insert("apns-expiration", HeaderValue::from(job.expires_at / 1000));
+    let apns_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, id.as_bytes());
+    headers.insert(
+        "apns-id",
+        HeaderValue::from_str(&apns_id.hyphenated().to_string()).ok()?,
+    );
+    if let Some(collapse) = overrides.and_then(|o| o["collapse_id"].as_str()) {
+        headers.insert("apns-collapse-id", HeaderValue::from_str(collapse).ok()?);
+    }
+    Some(headers)
+}
+
+fn classify(status: StatusCode, reason: &str, after: Option<Duration>) -> Outcome {
+    let error = if reason.is_empty() {
+        format!("APNs answered {}", status.as_u16())
+    } else {
+        format!("APNs answered {} {reason}", status.as_u16())
+    };
+    match status.as_u16() {
+        200 => Outcome::Sent,
+        410 => Outcome::Unregistered { error },
+        400 if reason == "BadDeviceToken" => Outcome::Unregistered { error },
+        403 if matches!(reason, "ExpiredProviderToken" | "InvalidProviderToken") => {
+            Outcome::Retry { error, after: None }
+        }
+        429 | 500..=599 => Outcome::Retry { error, after },
+        _ => Outcome::Failed { error },
+    }
+}
+
+impl Sender for Apns {
+    fn needs_providers(&self) -> bool {
+        true
+    }
+
+    fn send<'a>(
+        &'a self,
+        job: &'a Job,
+        providers: &'a Providers,
+        recipient: &'a Recipient,
+        address: &'a str,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(job, providers, recipient, address))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apns_answers_map_to_outcomes() {
+        assert_eq!(classify(StatusCode::OK, "", None), Outcome::Sent);
+        assert!(matches!(
+            classify(StatusCode::GONE, "Unregistered", None),
+            Outcome::Unregistered { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, "BadDeviceToken", None),
+            Outcome::Unregistered { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, "BadTopic", None),
+            Outcome::Failed { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, "ExpiredProviderToken", None),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", None),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(StatusCode::SERVICE_UNAVAILABLE, "", None),
+            Outcome::Retry { .. }
+        ));
+    }
+}
