@@ -6,6 +6,8 @@ mod admin;
 mod apns;
 mod delivery;
 mod email;
+mod fcm;
+mod fcm_peer;
 mod feedback;
 mod helpers;
 mod isolation;

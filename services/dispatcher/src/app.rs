@@ -27,7 +27,7 @@ pub enum StartError {
     Client(#[from] ClientError),
     /// The push client could not be set up.
     #[error("{0}")]
-    Push(#[from] crate::channels::apns::PushClientError),
+    Push(#[from] crate::channels::PushClientError),
     /// The channel has no dispatcher yet.
     #[error("channel {0} has no dispatcher in this version")]
     Unsupported(Channel),
@@ -49,7 +49,10 @@ impl Dispatcher {
             Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
             Channel::Email => Arc::new(crate::channels::email::Mailer::default()),
             Channel::Apns => Arc::new(crate::channels::apns::Apns::new(
-                crate::channels::apns::push_client(&settings.push)?,
+                crate::channels::push_client(&settings.push)?,
+            )),
+            Channel::Fcm => Arc::new(crate::channels::fcm::Fcm::new(
+                crate::channels::push_client(&settings.push)?,
             )),
             other => return Err(StartError::Unsupported(other)),
         };

@@ -16,7 +16,6 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
-use sprayer_shared::config::PushSettings;
 use sprayer_shared::model::{
     APNS_MAX_PAYLOAD, ApnsProvider, Channel, Job, Priority, Providers, TokenEndpoint,
     apns_is_alert, apns_payload, delivery_id, now_ms,
@@ -28,46 +27,6 @@ use crate::outcome::Outcome;
 
 /// How long a provider token is used; APNs refuses tokens older than an hour.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(50 * 60);
-
-/// Could not set up the HTTP/2 client.
-#[derive(Debug, thiserror::Error)]
-pub enum PushClientError {
-    /// The client could not be built.
-    #[error("cannot build the push client: {0}")]
-    Client(#[from] reqwest::Error),
-    /// The extra CA file could not be read.
-    #[error("cannot read push.extra_ca_file {path}: {reason}")]
-    CaFile {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-}
-
-/// An HTTP client for push providers: HTTP/2 where offered, the public roots plus the optional
-/// extra CAs.
-pub fn push_client(settings: &PushSettings) -> Result<reqwest::Client, PushClientError> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .connect_timeout(Duration::from_secs(5))
-        .pool_idle_timeout(Duration::from_secs(300))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Sprayer/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &settings.extra_ca_file {
-        let ca_error = |reason: String| PushClientError::CaFile {
-            path: path.display().to_string(),
-            reason,
-        };
-        let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
-        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|error| ca_error(error.to_string()))?
-        {
-            builder = builder.add_root_certificate(certificate);
-        }
-    }
-    Ok(builder.build()?)
-}
 
 #[derive(Serialize)]
 struct Claims<'a> {

@@ -3,9 +3,13 @@
 
 pub mod apns;
 pub mod email;
+pub mod fcm;
 pub mod http;
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
+use sprayer_shared::config::PushSettings;
 use sprayer_shared::model::{Channel, Job, Providers};
 
 use crate::expand::Recipient;
@@ -34,4 +38,44 @@ pub fn not_configured(channel: Channel) -> Outcome {
     Outcome::Failed {
         error: format!("the app has no {channel} provider settings"),
     }
+}
+
+/// Could not set up the HTTP/2 client.
+#[derive(Debug, thiserror::Error)]
+pub enum PushClientError {
+    /// The client could not be built.
+    #[error("cannot build the push client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The extra CA file could not be read.
+    #[error("cannot read push.extra_ca_file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An HTTP client for push providers: HTTP/2 where offered, the public roots plus the optional
+/// extra CAs.
+pub fn push_client(settings: &PushSettings) -> Result<reqwest::Client, PushClientError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(300))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Sprayer/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &settings.extra_ca_file {
+        let ca_error = |reason: String| PushClientError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|error| ca_error(error.to_string()))?;
+        for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|error| ca_error(error.to_string()))?
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
 }

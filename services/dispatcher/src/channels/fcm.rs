@@ -1,0 +1,290 @@
+//! The `fcm` channel: FCM HTTP v1 (`POST {base}/v1/projects/{project}/messages:send`) with OAuth2
+//! access tokens of the app's service account (gcp_auth: the key file's `token_uri` is honoured
+//! and tokens are cached until shortly before they expire).
+//!
+//! The message carries `notification` from the title and body, `data` (values as strings),
+//! and Android options from the message: priority, TTL (what is left of the message's) and the
+//! override's `collapse_key`; the `fcm` override's other keys are merged into the message.
+//! 200 is `sent`; 404 `UNREGISTERED` and 400 for an invalid registration token are
+//! `unregistered` and the token is removed; 401 makes a new access token and retries; 429 and
+//! 5xx are retried honouring `Retry-After`; other answers are `failed`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use gcp_auth::{CustomServiceAccount, TokenProvider};
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use sprayer_shared::model::{
+    Channel, FcmProvider, Job, Priority, Providers, TokenEndpoint, now_ms,
+};
+
+use super::{Sender, not_configured};
+use crate::expand::Recipient;
+use crate::outcome::Outcome;
+
+/// The OAuth2 scope for sending.
+const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+
+/// The FCM sender.
+pub struct Fcm {
+    client: reqwest::Client,
+    accounts: Mutex<HashMap<String, Arc<CustomServiceAccount>>>,
+}
+
+impl Fcm {
+    /// A sender over `client`.
+    pub fn new(client: reqwest::Client) -> Fcm {
+        Fcm {
+            client,
+            accounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn account_key(provider: &FcmProvider) -> String {
+        hex::encode(Sha256::digest(
+            provider.service_account.to_string().as_bytes(),
+        ))
+    }
+
+    fn account(&self, provider: &FcmProvider) -> Result<Arc<CustomServiceAccount>, String> {
+        let key = Self::account_key(provider);
+        let mut accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(account) = accounts.get(&key) {
+            return Ok(account.clone());
+        }
+        let account = CustomServiceAccount::from_json(&provider.service_account.to_string())
+            .map_err(|error| format!("the app's FCM service account cannot be used: {error}"))?;
+        let account = Arc::new(account);
+        accounts.insert(key, account.clone());
+        Ok(account)
+    }
+
+    fn forget_account(&self, provider: &FcmProvider) {
+        let mut accounts = self
+            .accounts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        accounts.remove(&Self::account_key(provider));
+    }
+
+    async fn deliver(&self, job: &Job, providers: &Providers, stored: &str) -> Outcome {
+        let Some(provider) = &providers.fcm else {
+            return not_configured(Channel::Fcm);
+        };
+        let device: TokenEndpoint = match serde_json::from_str(stored) {
+            Ok(device) => device,
+            Err(error) => {
+                return Outcome::Failed {
+                    error: format!("stored endpoint unreadable: {error}"),
+                };
+            }
+        };
+        let Some(project) = provider.project() else {
+            return Outcome::Failed {
+                error: "the app's FCM settings name no project".into(),
+            };
+        };
+        let account = match self.account(provider) {
+            Ok(account) => account,
+            Err(error) => return Outcome::Failed { error },
+        };
+        let access = match account.token(&[SCOPE]).await {
+            Ok(token) => token,
+            Err(_) => {
+                return Outcome::Retry {
+                    error: "cannot get an FCM access token".into(),
+                    after: None,
+                };
+            }
+        };
+        let url = format!(
+            "{}/v1/projects/{project}/messages:send",
+            provider.base_url()
+        );
+        let started = Instant::now();
+        let sent = self
+            .client
+            .post(url)
+            .bearer_auth(access.as_str())
+            .json(&message(job, &device.token))
+            .send()
+            .await;
+        metrics::histogram!("sprayer_provider_seconds", "channel" => "fcm")
+            .record(started.elapsed().as_secs_f64());
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                return Outcome::Retry {
+                    error: if error.is_timeout() {
+                        "FCM timed out".into()
+                    } else {
+                        "cannot reach FCM".into()
+                    },
+                    after: None,
+                };
+            }
+        };
+        let status = response.status();
+        let after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok()?.trim().parse().ok())
+            .map(Duration::from_secs);
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status == StatusCode::UNAUTHORIZED {
+            self.forget_account(provider);
+        }
+        classify(status, &body, after)
+    }
+}
+
+/// The FCM v1 message for one registration token.
+fn message(job: &Job, token: &str) -> Value {
+    let mut message = Map::new();
+    message.insert("token".into(), json!(token));
+    let mut notification = Map::new();
+    if let Some(title) = &job.content.title {
+        notification.insert("title".into(), json!(title));
+    }
+    if let Some(body) = &job.content.body {
+        notification.insert("body".into(), json!(body));
+    }
+    if !notification.is_empty() {
+        message.insert("notification".into(), Value::Object(notification));
+    }
+    if let Some(data) = &job.content.data {
+        let strings: Map<String, Value> = data
+            .iter()
+            .map(|(key, value)| {
+                let text = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                (key.clone(), Value::String(text))
+            })
+            .collect();
+        message.insert("data".into(), Value::Object(strings));
+    }
+    let overrides = job.overrides.as_ref().and_then(Value::as_object);
+    let left = ((job.expires_at - now_ms()) / 1000).max(0);
+    let mut android = json!({
+        "priority": if job.priority == Priority::High { "HIGH" } else { "NORMAL" },
+        "ttl": format!("{left}s"),
+    });
+    if let Some(collapse) = overrides
+        .and_then(|o| o.get("collapse_key"))
+        .and_then(Value::as_str)
+    {
+        android["collapse_key"] = json!(collapse);
+    }
+    message.insert("android".into(), android);
+    for (key, value) in overrides.into_iter().flatten() {
+        if key != "collapse_key" {
+            message.insert(key.clone(), value.clone());
+        }
+    }
+    json!({ "message": message })
+}
+
+fn classify(status: StatusCode, body: &Value, after: Option<Duration>) -> Outcome {
+    let error_code = body["error"]["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|detail| detail["errorCode"].as_str())
+        .or_else(|| body["error"]["status"].as_str())
+        .unwrap_or("");
+    let text = body["error"]["message"].as_str().unwrap_or("");
+    let error = format!("FCM answered {} {error_code}", status.as_u16())
+        .trim_end()
+        .to_owned();
+    match status.as_u16() {
+        200 => Outcome::Sent,
+        404 if error_code == "UNREGISTERED" => Outcome::Unregistered { error },
+        400 if error_code == "INVALID_ARGUMENT" && text.contains("registration token") => {
+            Outcome::Unregistered { error }
+        }
+        401 | 429 | 500..=599 => Outcome::Retry { error, after },
+        _ => Outcome::Failed { error },
+    }
+}
+
+impl Sender for Fcm {
+    fn needs_providers(&self) -> bool {
+        true
+    }
+
+    fn send<'a>(
+        &'a self,
+        job: &'a Job,
+        providers: &'a Providers,
+        _recipient: &'a Recipient,
+        address: &'a str,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(self.deliver(job, providers, address))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fcm_error(status: &str, code: &str, message: &str) -> Value {
+        json!({ "error": { "status": status, "message": message, "details": [
+            { "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code } ] } })
+    }
+
+    #[test]
+    fn fcm_answers_map_to_outcomes() {
+        assert_eq!(
+            classify(StatusCode::OK, &json!({ "name": "x" }), None),
+            Outcome::Sent
+        );
+        let gone = fcm_error(
+            "NOT_FOUND",
+            "UNREGISTERED",
+            "Requested entity was not found.",
+        );
+        assert!(matches!(
+            classify(StatusCode::NOT_FOUND, &gone, None),
+            Outcome::Unregistered { .. }
+        ));
+        let invalid = fcm_error(
+            "INVALID_ARGUMENT",
+            "INVALID_ARGUMENT",
+            "The registration token is not a valid FCM registration token",
+        );
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, &invalid, None),
+            Outcome::Unregistered { .. }
+        ));
+        let bad_payload = fcm_error(
+            "INVALID_ARGUMENT",
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload",
+        );
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, &bad_payload, None),
+            Outcome::Failed { .. }
+        ));
+        let quota = fcm_error("RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "");
+        assert_eq!(
+            classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                &quota,
+                Some(Duration::from_secs(3))
+            ),
+            Outcome::Retry {
+                error: "FCM answered 429 QUOTA_EXCEEDED".into(),
+                after: Some(Duration::from_secs(3))
+            }
+        );
+    }
+}
