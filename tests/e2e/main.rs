@@ -15,3 +15,4 @@ mod outages;
 mod peers;
 mod retries;
 mod validation;
+mod webpush;

@@ -54,6 +54,9 @@ impl Dispatcher {
             Channel::Fcm => Arc::new(crate::channels::fcm::Fcm::new(
                 crate::channels::push_client(&settings.push)?,
             )),
+            Channel::Webpush => Arc::new(crate::channels::webpush::WebPush::new(
+                crate::channels::push_client(&settings.push)?,
+            )),
             other => return Err(StartError::Unsupported(other)),
         };
         let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
