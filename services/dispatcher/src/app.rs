@@ -45,26 +45,26 @@ impl Dispatcher {
     /// Sets up the dispatcher of `channel`.
     pub async fn build(settings: Settings, channel: Channel) -> Result<Dispatcher, StartError> {
         let settings = Arc::new(settings);
-        let sender: Arc<dyn Sender> = match channel {
-            Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
-            Channel::Email => Arc::new(crate::channels::email::Mailer::default()),
-            Channel::Apns => Arc::new(crate::channels::apns::Apns::new(
-                crate::channels::push_client(&settings.push)?,
-            )),
-            Channel::Fcm => Arc::new(crate::channels::fcm::Fcm::new(
-                crate::channels::push_client(&settings.push)?,
-            )),
-            Channel::Webpush => Arc::new(crate::channels::webpush::WebPush::new(
-                crate::channels::push_client(&settings.push)?,
-            )),
-            other => return Err(StartError::Unsupported(other)),
-        };
         let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
         let mongo = sprayer_shared::mongo::Mongo::connect(&settings.mongodb).await?;
         let publisher = Arc::new(Publisher::new(
             &settings.amqp.url,
             Topology::new(&settings.amqp),
         ));
+        let push_client = || crate::channels::push_client(&settings.push);
+        let sender: Arc<dyn Sender> = match channel {
+            Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
+            Channel::Email => Arc::new(crate::channels::email::Mailer::default()),
+            Channel::Apns => Arc::new(crate::channels::apns::Apns::new(push_client()?)),
+            Channel::Fcm => Arc::new(crate::channels::fcm::Fcm::new(push_client()?)),
+            Channel::Webpush => Arc::new(crate::channels::webpush::WebPush::new(push_client()?)),
+            Channel::Sms => Arc::new(crate::channels::sms::Sms::new(
+                settings.sms.clone(),
+                redis.clone(),
+                publisher.clone(),
+            )),
+            other => return Err(StartError::Unsupported(other)),
+        };
         Ok(Dispatcher {
             dispatch: Arc::new(Dispatch {
                 permits: Arc::new(Semaphore::new(settings.dispatcher.concurrency.max(1))),

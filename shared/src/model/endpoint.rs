@@ -121,6 +121,23 @@ pub struct EmailEndpoint {
     pub address: String,
 }
 
+/// An `sms` endpoint: the phone number in E.164 (`+` and 7 to 15 digits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsEndpoint {
+    /// The number, e.g. `+31612345678`.
+    pub msisdn: String,
+}
+
+/// Whether `number` is E.164: `+`, a non-zero digit, 6 to 14 more digits.
+pub fn valid_msisdn(number: &str) -> bool {
+    number.strip_prefix('+').is_some_and(|digits| {
+        (7..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
+}
+
 /// An `apns` or `fcm` endpoint: the device's registration token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +209,16 @@ pub fn parse_address(channel: super::Channel, raw: &[u8]) -> Result<String, Addr
                 email,
             )?;
             serde_json::to_string(&email)
+        }
+        Channel::Sms => {
+            let sms: SmsEndpoint = serde_json::from_slice(raw).map_err(decode_error)?;
+            let sms = check(
+                valid_msisdn(&sms.msisdn),
+                "msisdn",
+                "must be an E.164 number such as +31612345678",
+                sms,
+            )?;
+            serde_json::to_string(&sms)
         }
         Channel::Apns => {
             let token: TokenEndpoint = serde_json::from_slice(raw).map_err(decode_error)?;

@@ -126,6 +126,28 @@ pub struct WebpushProvider {
     pub subject: String,
 }
 
+/// The `sms` channel: the app's SMPP account at its SMSC.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsProvider {
+    /// The SMSC's host name.
+    pub host: String,
+    /// The SMSC's port (2775 by convention).
+    pub port: u16,
+    /// The account's system id.
+    pub system_id: String,
+    /// The account's password (8 characters at most in SMPP 3.4).
+    pub password: String,
+    /// The `system_type` the SMSC expects, if any.
+    #[serde(default)]
+    pub system_type: String,
+    /// The sender: a phone number (`+...`), a short code, or an alphanumeric id of up to 11 characters.
+    pub source: String,
+    /// Bind over TLS.
+    #[serde(default)]
+    pub tls: bool,
+}
+
 /// Every provider an app has set.
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Providers {
@@ -141,6 +163,9 @@ pub struct Providers {
     /// VAPID keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webpush: Option<WebpushProvider>,
+    /// SMPP account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsProvider>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -265,6 +290,41 @@ impl Providers {
                 }
                 Ok(raw.clone())
             }
+            Channel::Sms => {
+                let sms: SmsProvider = serde_json::from_value(raw.clone()).map_err(decode_error)?;
+                if sms.host.trim().is_empty() {
+                    return Err(problem("host", "must not be empty"));
+                }
+                if sms.port == 0 {
+                    return Err(problem("port", "must not be 0"));
+                }
+                if sms.system_id.is_empty() || sms.system_id.len() > 15 {
+                    return Err(problem("system_id", "must be 1 to 15 characters"));
+                }
+                if sms.password.len() > 8 {
+                    return Err(problem("password", "must be at most 8 characters"));
+                }
+                let source_ok = match sms.source.strip_prefix('+') {
+                    Some(digits) => {
+                        (1..=15).contains(&digits.len())
+                            && digits.chars().all(|c| c.is_ascii_digit())
+                    }
+                    None => {
+                        (1..=11).contains(&sms.source.len())
+                            && sms
+                                .source
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == ' ')
+                    }
+                };
+                if !source_ok {
+                    return Err(problem(
+                        "source",
+                        "must be +digits, a short code or up to 11 letters and digits",
+                    ));
+                }
+                Ok(raw.clone())
+            }
             other => Err(problem(
                 "channel",
                 format!("channel {other} takes no provider settings"),
@@ -305,6 +365,13 @@ impl Providers {
             shown.insert(
                 "webpush".into(),
                 json!({ "private_key": hidden(&webpush.private_key), "subject": webpush.subject }),
+            );
+        }
+        if let Some(sms) = &self.sms {
+            shown.insert(
+                "sms".into(),
+                json!({ "host": sms.host, "port": sms.port, "system_id": sms.system_id, "password": hidden(&sms.password),
+                        "system_type": sms.system_type, "source": sms.source, "tls": sms.tls }),
             );
         }
         Value::Object(shown)

@@ -5,6 +5,7 @@ pub mod apns;
 pub mod email;
 pub mod fcm;
 pub mod http;
+pub mod sms;
 pub mod webpush;
 
 use std::time::Duration;

@@ -1,0 +1,194 @@
+//! The bind's listener: follows the bind's state and turns delivery receipts (`deliver_sm`
+//! with `esm_class` 0x04) into `delivered` or `failed` events, matched through the SMSC ids
+//! kept in Redis. A receipt is acknowledged only once its event is confirmed by the broker, so
+//! the SMSC sends it again if anything fails on the way.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use smpp34::client::{SMSC, SmppClientListener};
+use smpp34::{SmppConnectionInformation, SmppError, deliver_sm, deliver_sm_resp};
+use sprayer_shared::amqp::{Outgoing, Publisher, STATUS_ROUTING_KEY};
+use sprayer_shared::model::{
+    AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
+};
+use sprayer_shared::redis::RedisConnection;
+use tokio::sync::{Notify, watch};
+
+use super::{ReceiptTarget, receipt_key};
+
+/// An SMSC message id of one submitted part.
+#[derive(Debug, Clone)]
+pub struct SentPart(pub String);
+
+/// `receipted_message_id`.
+const TLV_RECEIPTED_MESSAGE_ID: u16 = 0x001E;
+/// `message_state`.
+const TLV_MESSAGE_STATE: u16 = 0x0427;
+
+/// The listener of one app account's bind.
+pub struct ReceiptListener {
+    /// The app whose account this is.
+    pub app: AppId,
+    /// Where the bound SMSC handle is published.
+    pub bound: watch::Sender<Option<Arc<SMSC>>>,
+    /// Woken when the bind drops.
+    pub down: Arc<Notify>,
+    /// For the SMSC id → delivery map.
+    pub redis: RedisConnection,
+    /// For the events.
+    pub publisher: Arc<Publisher>,
+}
+
+/// What a receipt says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The SMSC id of the part.
+    pub id: String,
+    /// `DELIVRD`, `UNDELIV`, `EXPIRED`, ...
+    pub state: String,
+}
+
+/// Reads a receipt from the TLVs, else from the text (`id:... stat:...`).
+pub fn parse_receipt(pdu: &deliver_sm) -> Option<Receipt> {
+    let text = String::from_utf8_lossy(&pdu.short_message);
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    let tlv = |tag: u16| {
+        pdu.tlvs
+            .iter()
+            .find(|tlv| tlv.tag == tag)
+            .map(|tlv| tlv.value.clone())
+    };
+    let id = tlv(TLV_RECEIPTED_MESSAGE_ID)
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .trim_end_matches('\0')
+                .to_owned()
+        })
+        .filter(|id| !id.is_empty())
+        .or_else(|| field("id:"))?;
+    let state = match tlv(TLV_MESSAGE_STATE).and_then(|bytes| bytes.first().copied()) {
+        Some(1) => "ENROUTE".to_owned(),
+        Some(2) => "DELIVRD".to_owned(),
+        Some(3) => "EXPIRED".to_owned(),
+        Some(4) => "DELETED".to_owned(),
+        Some(5) => "UNDELIV".to_owned(),
+        Some(6) => "ACCEPTD".to_owned(),
+        Some(8) => "REJECTD".to_owned(),
+        _ => field("stat:").unwrap_or_else(|| "UNKNOWN".into()),
+    };
+    Some(Receipt { id, state })
+}
+
+impl ReceiptListener {
+    /// Handles a receipt; `false` when it should come again.
+    async fn receipt(&self, receipt: Receipt) -> bool {
+        let status = match receipt.state.as_str() {
+            "DELIVRD" => DeliveryStatus::Delivered,
+            "ENROUTE" | "ACCEPTD" | "UNKNOWN" => return true,
+            _ => DeliveryStatus::Failed,
+        };
+        let mut redis = self.redis.clone();
+        let found: redis::RedisResult<Option<String>> = redis::cmd("GET")
+            .arg(receipt_key(&self.app, &receipt.id))
+            .query_async(&mut redis)
+            .await;
+        let target: ReceiptTarget = match found {
+            Ok(Some(value)) => match serde_json::from_str(&value) {
+                Ok(target) => target,
+                Err(_) => return true,
+            },
+            Ok(None) => {
+                tracing::debug!(app = %self.app, smsc_id = %receipt.id, "receipt for an unknown or forgotten SMSC id");
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot look up a receipt's SMSC id; the SMSC will send it again");
+                return false;
+            }
+        };
+        let (Ok(message), Ok(user), Ok(device)) = (
+            MessageId::parse(target.message),
+            UserId::parse(target.user),
+            DeviceId::parse(target.device),
+        ) else {
+            return true;
+        };
+        let event = DeliveryEvent {
+            app: self.app.clone(),
+            message,
+            channel: Channel::Sms,
+            user,
+            device,
+            status,
+            attempt: target.attempt,
+            error: (status == DeliveryStatus::Failed)
+                .then(|| format!("SMSC receipt: {}", receipt.state)),
+            at: now_ms(),
+        };
+        metrics::counter!("sprayer_deliveries_total", "channel" => "sms", "status" => status.as_str()).increment(1);
+        let batch = StatusBatch {
+            messages: Vec::new(),
+            deliveries: vec![event],
+        };
+        let Ok(body) = serde_json::to_vec(&batch) else {
+            return true;
+        };
+        let outgoing = Outgoing {
+            exchange: self.publisher.topology().status_exchange(),
+            routing_key: STATUS_ROUTING_KEY.to_owned(),
+            body,
+        };
+        match self.publisher.publish(outgoing).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "cannot publish a receipt's event; the SMSC will send it again");
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SmppClientListener for ReceiptListener {
+    async fn on_smsc_bound(&self, smsc: SMSC, _session_id: &String) {
+        tracing::info!(app = %self.app, system_id = %smsc.system_id, "SMPP bound");
+        self.bound.send_replace(Some(Arc::new(smsc)));
+    }
+
+    async fn on_smsc_unbound(&self, _session_id: &String) {
+        self.bound.send_replace(None);
+        self.down.notify_one();
+    }
+
+    async fn on_connection_failed(&self, error: &str) {
+        tracing::warn!(app = %self.app, error, "SMPP connection failed");
+        self.bound.send_replace(None);
+        self.down.notify_one();
+    }
+
+    async fn on_deliver_sm(
+        &self,
+        request: deliver_sm,
+        _connection: &SmppConnectionInformation,
+        _session_id: &String,
+    ) -> deliver_sm_resp {
+        if request.esm_class & 0x3C != 0x04 {
+            // A mobile-originated message: not handled by Sprayer, acknowledged so it is not resent.
+            return request.accept();
+        }
+        let handled = match parse_receipt(&request) {
+            Some(receipt) => self.receipt(receipt).await,
+            None => true,
+        };
+        if handled {
+            request.accept()
+        } else {
+            request.reject(SmppError::ESME_RX_T_APPN)
+        }
+    }
+}
