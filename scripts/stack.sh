@@ -57,6 +57,7 @@ mongo_binary() {
 deps() {
   apt_install redis-server rabbitmq-server
   peer_venv
+  peer_node
   if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi
   if [ -z "$(mongo_binary)" ]; then
     apt_install cmake
@@ -78,6 +79,17 @@ peer_venv() {
   if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece' 2>/dev/null; then
     log "installing the test peers' Python packages"
     "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*'
+  fi
+}
+
+# The npm packages the test peers use (the SMSC simulator), from tests/peers/package-lock.json.
+peer_node() {
+  local peers="$root_dir/tests/peers"
+  [ -f "$peers/package-lock.json" ] || return 0
+  if ! command -v npm >/dev/null 2>&1; then apt_install nodejs npm; fi
+  if [ ! -d "$peers/node_modules/smpp" ]; then
+    log "installing the test peers' npm packages"
+    (cd "$peers" && npm ci --no-audit --no-fund --silent)
   fi
 }
 
