@@ -14,5 +14,6 @@ mod isolation;
 mod outages;
 mod peers;
 mod retries;
+mod sms;
 mod validation;
 mod webpush;

@@ -18,16 +18,6 @@ use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::problem::{ApiError, Problem};
 use crate::state::{AppState, Caller};
 
-/// An endpoint of the `http` channel.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookEndpoint {
-    /// Where to POST (`http://` or `https://`).
-    pub url: String,
-    /// The Standard Webhooks signing secret: `whsec_` and base64 of 24 to 64 random bytes.
-    pub secret: String,
-}
-
 /// An endpoint as listed: the secret is never shown in full.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EndpointView {
@@ -151,7 +141,7 @@ async fn user_groups(
 #[utoipa::path(
     put, path = "/v1/users/{user}/endpoints/{channel}/{device}", tag = "endpoints",
     params(("user" = String, Path), ("channel" = String, Path), ("device" = String, Path)),
-    request_body(content = WebhookEndpoint, description = "The address; its shape depends on the channel (http: url and secret)"),
+    request_body(content = Object, description = "The address; its shape depends on the channel: http {url, secret}, email {address}, apns and fcm {token}, webpush (a PushSubscription), sms {msisdn}"),
     responses(
         (status = 201, description = "Registered", body = EndpointView),
         (status = 200, description = "Replaced", body = EndpointView),

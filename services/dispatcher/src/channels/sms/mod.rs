@@ -26,17 +26,19 @@ use sprayer_shared::model::{
     AppId, Channel, Job, Priority, Providers, SmsEndpoint, SmsProvider, delivery_id, now_ms,
 };
 use sprayer_shared::redis::RedisConnection;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Sender, not_configured};
 use crate::expand::Recipient;
 use crate::outcome::Outcome;
-use receipts::{ReceiptListener, SentPart};
+use receipts::ReceiptListener;
 
-/// One app account's bind: the current SMSC handle, `None` while (re)binding.
+/// One app account's bind: the current SMSC handle (`None` while (re)binding) and the window
+/// of outstanding `submit_sm` (kept here: the SMPP client does not bound it itself).
 struct Session {
     bound: watch::Sender<Option<Arc<SMSC>>>,
+    window: Arc<Semaphore>,
 }
 
 /// The SMS sender and its binds.
@@ -53,6 +55,9 @@ impl Drop for Sms {
         self.stop.cancel();
     }
 }
+
+/// How long a connected session may take to bind.
+const BIND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What Redis keeps per SMSC message id, to match receipts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,11 +105,14 @@ impl Sms {
             return session.clone();
         }
         let (bound, _) = watch::channel(None);
-        let session = Arc::new(Session { bound });
+        let session = Arc::new(Session {
+            bound,
+            window: Arc::new(Semaphore::new(self.settings.window.max(1))),
+        });
         let listener = Arc::new(ReceiptListener {
             app: app.clone(),
             bound: session.bound.clone(),
-            down: Arc::new(Notify::new()),
+            drops: watch::channel(0).0,
             redis: self.redis.clone(),
             publisher: self.publisher.clone(),
         });
@@ -173,7 +181,6 @@ impl Sms {
         let reference: u8 = rand::random();
         let validity = validity_period(job.expires_at - now_ms());
         let started = Instant::now();
-        let mut parts = Vec::with_capacity(encoded.parts.len());
         for (index, payload) in encoded.parts.iter().enumerate() {
             let (esm_class, short_message) = if total > 1 {
                 let sequence = u8::try_from(index + 1).unwrap_or(u8::MAX);
@@ -182,6 +189,12 @@ impl Sms {
                 (0x40, bytes)
             } else {
                 (0x00, payload.clone())
+            };
+            let Ok(_slot) = session.window.acquire().await else {
+                return Outcome::Retry {
+                    error: "the SMPP window is closed".into(),
+                    after: None,
+                };
             };
             let answer = smsc
                 .submit_sm()
@@ -201,7 +214,9 @@ impl Sms {
                 .await;
             match answer {
                 Ok(response) if response.is_success() => {
-                    parts.push(SentPart(response.message_id.unwrap_or_default()));
+                    // Kept at once: the receipt may come right after the answer.
+                    let smsc_id = response.message_id.unwrap_or_default();
+                    self.remember(job, recipient, &smsc_id).await;
                 }
                 Ok(response) => return classify(response.command_status()),
                 Err(error) => {
@@ -214,12 +229,14 @@ impl Sms {
         }
         metrics::histogram!("sprayer_provider_seconds", "channel" => "sms")
             .record(started.elapsed().as_secs_f64());
-        self.remember(job, recipient, &parts).await;
         Outcome::Sent
     }
 
-    /// Keeps the SMSC ids of the parts for the receipts; a failure only loses the receipts.
-    async fn remember(&self, job: &Job, recipient: &Recipient, parts: &[SentPart]) {
+    /// Keeps a part's SMSC id for its receipts; a failure only loses the receipts.
+    async fn remember(&self, job: &Job, recipient: &Recipient, smsc_id: &str) {
+        if smsc_id.is_empty() {
+            return;
+        }
         let target = ReceiptTarget {
             message: job.message_id.to_string(),
             user: recipient.user.to_string(),
@@ -230,13 +247,15 @@ impl Sms {
             return;
         };
         let ttl = self.settings.receipt_ttl.as_secs().max(1);
-        let mut pipe = redis::pipe();
-        for part in parts.iter().filter(|part| !part.0.is_empty()) {
-            pipe.set_ex(receipt_key(&job.app, &part.0), &value, ttl)
-                .ignore();
-        }
         let mut redis = self.redis.clone();
-        if let Err(error) = pipe.query_async::<()>(&mut redis).await {
+        let stored: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(receipt_key(&job.app, smsc_id))
+            .arg(&value)
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut redis)
+            .await;
+        if let Err(error) = stored {
             let id = delivery_id(
                 &job.message_id,
                 job.channel,
@@ -321,18 +340,27 @@ async fn keep_bound(
             settings.window.max(1),
         );
         let started = Instant::now();
+        let mut drops = listener.drops.subscribe();
+        drops.mark_unchanged();
+        let mut bound = listener.bound.subscribe();
         client.start().await;
-        if client.is_alive() {
+        // `start` returns once connected; the bind completes (or fails) after it.
+        let is_bound = tokio::select! {
+            result = tokio::time::timeout(BIND_TIMEOUT, bound.wait_for(Option::is_some)) => matches!(result, Ok(Ok(_))),
+            _ = drops.changed() => false,
+            _ = stop.cancelled() => false,
+        };
+        if is_bound {
             tokio::select! {
-                _ = listener.down.notified() => {}
+                _ = drops.changed() => {}
                 _ = stop.cancelled() => {}
             }
             let current = listener.bound.borrow().clone();
             if let Some(smsc) = current {
                 let _ = smsc.send_unbind().await;
             }
-            client.stop().await;
         }
+        client.stop().await;
         listener.bound.send_replace(None);
         if stop.is_cancelled() {
             break;

@@ -13,13 +13,9 @@ use sprayer_shared::model::{
     AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
 };
 use sprayer_shared::redis::RedisConnection;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::{ReceiptTarget, receipt_key};
-
-/// An SMSC message id of one submitted part.
-#[derive(Debug, Clone)]
-pub struct SentPart(pub String);
 
 /// `receipted_message_id`.
 const TLV_RECEIPTED_MESSAGE_ID: u16 = 0x001E;
@@ -32,8 +28,8 @@ pub struct ReceiptListener {
     pub app: AppId,
     /// Where the bound SMSC handle is published.
     pub bound: watch::Sender<Option<Arc<SMSC>>>,
-    /// Woken when the bind drops.
-    pub down: Arc<Notify>,
+    /// Counts the binds that dropped or failed; a change wakes the bind keeper.
+    pub drops: watch::Sender<u64>,
     /// For the SMSC id → delivery map.
     pub redis: RedisConnection,
     /// For the events.
@@ -85,6 +81,21 @@ pub fn parse_receipt(pdu: &deliver_sm) -> Option<Receipt> {
 }
 
 impl ReceiptListener {
+    /// The delivery of an SMSC id. A receipt can overtake the write of its id (it may come
+    /// moments after the `submit_sm_resp`), so a missing id is looked up again for a while.
+    async fn lookup(&self, smsc_id: &str) -> redis::RedisResult<Option<String>> {
+        let mut redis = self.redis.clone();
+        let key = receipt_key(&self.app, smsc_id);
+        for _ in 0..10 {
+            let found: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Ok(None)
+    }
+
     /// Handles a receipt; `false` when it should come again.
     async fn receipt(&self, receipt: Receipt) -> bool {
         let status = match receipt.state.as_str() {
@@ -92,11 +103,7 @@ impl ReceiptListener {
             "ENROUTE" | "ACCEPTD" | "UNKNOWN" => return true,
             _ => DeliveryStatus::Failed,
         };
-        let mut redis = self.redis.clone();
-        let found: redis::RedisResult<Option<String>> = redis::cmd("GET")
-            .arg(receipt_key(&self.app, &receipt.id))
-            .query_async(&mut redis)
-            .await;
+        let found = self.lookup(&receipt.id).await;
         let target: ReceiptTarget = match found {
             Ok(Some(value)) => match serde_json::from_str(&value) {
                 Ok(target) => target,
@@ -162,13 +169,13 @@ impl SmppClientListener for ReceiptListener {
 
     async fn on_smsc_unbound(&self, _session_id: &String) {
         self.bound.send_replace(None);
-        self.down.notify_one();
+        self.drops.send_modify(|drops| *drops += 1);
     }
 
     async fn on_connection_failed(&self, error: &str) {
         tracing::warn!(app = %self.app, error, "SMPP connection failed");
         self.bound.send_replace(None);
-        self.down.notify_one();
+        self.drops.send_modify(|drops| *drops += 1);
     }
 
     async fn on_deliver_sm(
