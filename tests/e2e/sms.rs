@@ -280,3 +280,83 @@ async fn an_smsc_killed_mid_window_loses_nothing_and_its_receipts_still_map() {
         "no delivery is left without its receipt"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apps_bind_with_their_own_smpp_accounts_and_never_cross() {
+    let first = SmscPeer::start("first", "pw1", 50);
+    let second = SmscPeer::start("second", "pw2", 50);
+    let app = sms_app().await;
+    let (other_app, other_key) = app.create_app("other").await;
+    app.set_provider(&app.app, "sms", &account(&first, "first", "pw1", "First"))
+        .await;
+    app.set_provider(
+        &other_app,
+        "sms",
+        &account(&second, "second", "pw2", "Second"),
+    )
+    .await;
+    for key in [&app.key, &other_key] {
+        assert_eq!(
+            app.put_endpoint_as(
+                key,
+                "same",
+                "sms",
+                "mobile",
+                &json!({ "msisdn": "+31611112222" })
+            )
+            .await,
+            201
+        );
+    }
+    let body =
+        json!({ "to": { "user": "same" }, "channels": ["sms"], "content": { "body": "hello" } });
+    let mine = app.send_ok(&body).await;
+    let response = app
+        .request_as(&other_key, Method::POST, "/v1/messages")
+        .json(&body)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 202);
+    app.wait_for_status(&mine, "sms", "delivered", 1, Duration::from_secs(20))
+        .await;
+    let arrived = wait_until(Duration::from_secs(20), || async {
+        (second.accepted_submits().len() == 1).then_some(())
+    })
+    .await;
+    assert!(
+        arrived.is_some(),
+        "the other app's SMS went to its own SMSC"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (peer, system_id, source) in [(&first, "first", "First"), (&second, "second", "Second")] {
+        let submits = peer.accepted_submits();
+        assert_eq!(submits.len(), 1, "{system_id}");
+        assert_eq!(
+            (
+                submits[0]["system_id"].as_str(),
+                submits[0]["source_addr"].as_str()
+            ),
+            (Some(system_id), Some(source))
+        );
+    }
+    let (status, _) = app
+        .send(
+            &json!({ "to": { "user": "same" }, "channels": ["sms"], "content": { "body": "x" } }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        app.put_endpoint_as(
+            &app.key,
+            "bad",
+            "sms",
+            "mobile",
+            &json!({ "msisdn": "0612345678" })
+        )
+        .await,
+        422,
+        "E.164 only"
+    );
+}
