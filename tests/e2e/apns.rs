@@ -243,3 +243,52 @@ async fn apps_with_their_own_apns_keys_never_cross_and_oversize_payloads_are_ref
         .await;
     assert_eq!(bad_token, 422);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certificate_authentication_presents_the_apps_push_certificate() {
+    let ca = TestCa::new();
+    let (_, public_key) = p256_key_pair(ca.dir.path(), "unused");
+    let peer =
+        ApnsPeer::start_with_client_ca(&ca, &public_key, "TEAM123456", "KEY1234567", TOPIC, true);
+    let app = apns_app(&ca).await;
+    let certificate = ca.client_identity(TOPIC);
+    app.set_provider(
+        &app.app,
+        "apns",
+        &json!({ "certificate": certificate, "topic": TOPIC, "base_url": peer.base_url() }),
+    )
+    .await;
+    assert_eq!(
+        app.put_endpoint_as(
+            &app.key,
+            "u",
+            "apns",
+            "iphone",
+            &json!({ "token": token("ef", 1) })
+        )
+        .await,
+        201
+    );
+    let id = app.send_ok(&json!({ "to": { "user": "u" }, "channels": ["apns"], "content": { "title": "t", "body": "b" } })).await;
+    app.wait_for_status(&id, "apns", "sent", 1, Duration::from_secs(20))
+        .await;
+    let request = &peer.requests()[0];
+    assert_eq!(request["client_certificate"], TOPIC, "{request}");
+    assert!(
+        request["authorization"].is_null(),
+        "no provider token with a certificate"
+    );
+
+    let response = app
+        .http
+        .put(format!(
+            "{}/admin/v1/apps/{}/providers/apns",
+            app.base, app.app
+        ))
+        .bearer_auth(app.admin_token())
+        .json(&json!({ "certificate": "not a pem", "topic": TOPIC }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 422);
+}

@@ -225,6 +225,51 @@ impl TestCa {
         TestCa { dir }
     }
 
+    /// A client certificate for `common_name` signed by the CA, with its key, as one PEM.
+    pub fn client_identity(&self, common_name: &str) -> String {
+        let path = self.dir.path();
+        openssl(
+            path,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                &format!("/CN={common_name}"),
+            ],
+        );
+        std::fs::write(path.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("write");
+        openssl(
+            path,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "client.ext",
+            ],
+        );
+        let read = |name: &str| std::fs::read_to_string(path.join(name)).expect("pem");
+        format!("{}{}", read("client.pem"), read("client.key"))
+    }
+
     /// The CA certificate, for clients to trust.
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
@@ -270,6 +315,18 @@ impl ApnsPeer {
         key_id: &str,
         topic: &str,
     ) -> ApnsPeer {
+        Self::start_with_client_ca(ca, public_key, team_id, key_id, topic, false)
+    }
+
+    /// Starts one that also takes client certificates signed by the test CA when `client_ca`.
+    pub fn start_with_client_ca(
+        ca: &TestCa,
+        public_key: &Path,
+        team_id: &str,
+        key_id: &str,
+        topic: &str,
+        client_ca: bool,
+    ) -> ApnsPeer {
         let port = free_port();
         let log = ca.dir.path().join(format!("apns-{port}.log"));
         let mut command = Command::new("node");
@@ -281,6 +338,9 @@ impl ApnsPeer {
             .arg(public_key)
             .args([team_id, key_id, topic])
             .arg(&log);
+        if client_ca {
+            command.arg(ca.ca_file());
+        }
         ApnsPeer {
             peer: start(command, port, "APNs"),
             log,

@@ -3,13 +3,16 @@
 // the answer: "bad0…" 400 BadDeviceToken, "dead…" 410 Unregistered, "ba5e…" 429 once, "fa11…"
 // 503 once, anything else 200. Every request is appended to LOG as one JSON line.
 //
-// Usage: node apns_peer.js PORT CERT KEY PROVIDER_PUBLIC_KEY TEAM_ID KEY_ID TOPIC LOG
+// With CLIENT_CA, connections may present a client certificate signed by it instead of a token
+// (certificate authentication): its common name must be the topic.
+//
+// Usage: node apns_peer.js PORT CERT KEY PROVIDER_PUBLIC_KEY TEAM_ID KEY_ID TOPIC LOG [CLIENT_CA]
 'use strict';
 const http2 = require('http2');
 const fs = require('fs');
 const crypto = require('crypto');
 
-const [port, certFile, keyFile, publicKeyFile, teamId, keyId, topic, logFile] = process.argv.slice(2);
+const [port, certFile, keyFile, publicKeyFile, teamId, keyId, topic, logFile, clientCaFile] = process.argv.slice(2);
 const publicKey = crypto.createPublicKey(fs.readFileSync(publicKeyFile));
 const seen = new Map();
 let sessions = 0;
@@ -42,7 +45,17 @@ function tokenProblem(authorization) {
   return valid ? null : 'InvalidProviderToken';
 }
 
-const server = http2.createSecureServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) });
+const tls = { cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) };
+if (clientCaFile) Object.assign(tls, { requestCert: true, rejectUnauthorized: false, ca: fs.readFileSync(clientCaFile) });
+const server = http2.createSecureServer(tls);
+
+// The common name of a verified client certificate, or null.
+function clientCertificate(session) {
+  const socket = session.socket;
+  if (!clientCaFile || !socket.authorized) return null;
+  const certificate = socket.getPeerCertificate();
+  return certificate && certificate.subject ? certificate.subject.CN : null;
+}
 server.on('session', (session) => {
   sessions += 1;
   session.sprayerId = sessions;
@@ -60,6 +73,7 @@ server.on('stream', (stream, headers) => {
         topic: headers['apns-topic'] || null, push_type: headers['apns-push-type'] || null,
         priority: headers['apns-priority'] || null, expiration: headers['apns-expiration'] || null,
         collapse_id: headers['apns-collapse-id'] || null, apns_id: headers['apns-id'] || null,
+        client_certificate: clientCertificate(stream.session), authorization: headers.authorization ? 'bearer' : null,
         body: (() => { try { return JSON.parse(body); } catch (error) { return body; } })(),
       };
       fs.appendFileSync(logFile, JSON.stringify(record) + '\n');
@@ -67,7 +81,9 @@ server.on('stream', (stream, headers) => {
       stream.end(reason ? JSON.stringify({ reason }) : '');
     };
     if (headers[':method'] !== 'POST' || !path.startsWith('/3/device/')) return answer(404, 'BadPath');
-    const problem = tokenProblem(headers.authorization);
+    const certified = clientCertificate(stream.session);
+    if (certified !== null && certified !== topic) return answer(403, 'BadCertificateEnvironment');
+    const problem = certified === topic ? null : tokenProblem(headers.authorization);
     if (problem) return answer(403, problem);
     if (headers['apns-topic'] !== topic) return answer(400, 'DeviceTokenNotForTopic');
     if (!['alert', 'background'].includes(headers['apns-push-type'])) return answer(400, 'InvalidPushType');

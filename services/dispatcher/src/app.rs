@@ -55,7 +55,10 @@ impl Dispatcher {
         let sender: Arc<dyn Sender> = match channel {
             Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
             Channel::Email => Arc::new(crate::channels::email::Mailer::default()),
-            Channel::Apns => Arc::new(crate::channels::apns::Apns::new(push_client()?)),
+            Channel::Apns => Arc::new(crate::channels::apns::Apns::new(
+                push_client()?,
+                settings.push.clone(),
+            )),
             Channel::Fcm => Arc::new(crate::channels::fcm::Fcm::new(push_client()?)),
             Channel::Webpush => Arc::new(crate::channels::webpush::WebPush::new(push_client()?)),
             Channel::Sms => Arc::new(crate::channels::sms::Sms::new(

@@ -55,12 +55,19 @@ pub enum ApnsEnvironment {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApnsProvider {
-    /// The Apple developer team id (10 characters).
+    /// Token authentication: the Apple developer team id (10 characters).
+    #[serde(default)]
     pub team_id: String,
-    /// The key id of the .p8 key (10 characters).
+    /// Token authentication: the key id of the .p8 key (10 characters).
+    #[serde(default)]
     pub key_id: String,
-    /// The .p8 key: a PKCS#8 PEM of an EC P-256 private key.
+    /// Token authentication: the .p8 key, a PKCS#8 PEM of an EC P-256 private key.
+    #[serde(default)]
     pub private_key: String,
+    /// Certificate authentication instead of a token: the push certificate and its private key
+    /// in PEM (`openssl pkcs12 -in cert.p12 -nodes` gives both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
     /// The app's bundle id, sent as `apns-topic`.
     pub topic: String,
     /// Production or sandbox.
@@ -227,18 +234,41 @@ impl Providers {
             Channel::Apns => {
                 let apns: ApnsProvider =
                     serde_json::from_value(raw.clone()).map_err(decode_error)?;
-                if apns.team_id.len() != 10
-                    || !apns.team_id.chars().all(|c| c.is_ascii_alphanumeric())
-                {
-                    return Err(problem("team_id", "must be the 10-character team id"));
-                }
-                if apns.key_id.len() != 10
-                    || !apns.key_id.chars().all(|c| c.is_ascii_alphanumeric())
-                {
-                    return Err(problem("key_id", "must be the 10-character key id"));
-                }
-                if !apns.private_key.contains("-----BEGIN PRIVATE KEY-----") {
-                    return Err(problem("private_key", "must be the .p8 file's PEM text"));
+                match &apns.certificate {
+                    Some(pem) => {
+                        if !pem.contains("-----BEGIN CERTIFICATE-----")
+                            || !pem.contains("PRIVATE KEY-----")
+                        {
+                            return Err(problem(
+                                "certificate",
+                                "must hold the certificate and its private key in PEM",
+                            ));
+                        }
+                        if !(apns.team_id.is_empty()
+                            && apns.key_id.is_empty()
+                            && apns.private_key.is_empty())
+                        {
+                            return Err(problem(
+                                "certificate",
+                                "give a certificate or a .p8 key, not both",
+                            ));
+                        }
+                    }
+                    None => {
+                        if apns.team_id.len() != 10
+                            || !apns.team_id.chars().all(|c| c.is_ascii_alphanumeric())
+                        {
+                            return Err(problem("team_id", "must be the 10-character team id"));
+                        }
+                        if apns.key_id.len() != 10
+                            || !apns.key_id.chars().all(|c| c.is_ascii_alphanumeric())
+                        {
+                            return Err(problem("key_id", "must be the 10-character key id"));
+                        }
+                        if !apns.private_key.contains("-----BEGIN PRIVATE KEY-----") {
+                            return Err(problem("private_key", "must be the .p8 file's PEM text"));
+                        }
+                    }
                 }
                 if apns.topic.trim().is_empty() {
                     return Err(problem("topic", "must be the app's bundle id"));
@@ -346,6 +376,7 @@ impl Providers {
             shown.insert(
                 "apns".into(),
                 json!({ "team_id": apns.team_id, "key_id": apns.key_id, "private_key": hidden(&apns.private_key),
+                        "certificate": apns.certificate.as_deref().map(hidden),
                         "topic": apns.topic, "environment": apns.environment, "base_url": apns.base_url }),
             );
         }

@@ -16,6 +16,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sprayer_shared::config::PushSettings;
 use sprayer_shared::model::{
     APNS_MAX_PAYLOAD, ApnsProvider, Channel, Job, Priority, Providers, TokenEndpoint,
     apns_is_alert, apns_payload, delivery_id, now_ms,
@@ -37,16 +39,41 @@ struct Claims<'a> {
 /// The APNs sender.
 pub struct Apns {
     client: reqwest::Client,
+    settings: PushSettings,
     tokens: Mutex<HashMap<String, (Instant, String)>>,
+    certificate_clients: Mutex<HashMap<String, reqwest::Client>>,
 }
 
 impl Apns {
     /// A sender over `client`.
-    pub fn new(client: reqwest::Client) -> Apns {
+    pub fn new(client: reqwest::Client, settings: PushSettings) -> Apns {
         Apns {
             client,
+            settings,
             tokens: Mutex::new(HashMap::new()),
+            certificate_clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The client presenting the app's push certificate (certificate authentication).
+    fn certificate_client(&self, pem: &str) -> Result<reqwest::Client, String> {
+        let key = hex::encode(Sha256::digest(pem.as_bytes()));
+        let mut clients = self
+            .certificate_clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let identity = reqwest::Identity::from_pem(pem.as_bytes())
+            .map_err(|error| format!("the app's APNs certificate cannot be read: {error}"))?;
+        let client = super::push_client_builder(&self.settings)
+            .map_err(|error| error.to_string())?
+            .identity(identity)
+            .build()
+            .map_err(|error| format!("cannot build the APNs client: {error:?}"))?;
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     fn token_key(provider: &ApnsProvider) -> String {
@@ -119,9 +146,15 @@ impl Apns {
                 };
             }
         };
-        let token = match self.provider_token(provider) {
-            Ok(token) => token,
-            Err(error) => return Outcome::Failed { error },
+        let (client, token) = match &provider.certificate {
+            Some(pem) => match self.certificate_client(pem) {
+                Ok(client) => (client, None),
+                Err(error) => return Outcome::Failed { error },
+            },
+            None => match self.provider_token(provider) {
+                Ok(token) => (self.client.clone(), Some(token)),
+                Err(error) => return Outcome::Failed { error },
+            },
         };
         let id = delivery_id(
             &job.message_id,
@@ -129,7 +162,7 @@ impl Apns {
             &recipient.user,
             &recipient.device,
         );
-        let headers = match headers(job, provider, &payload, &token, &id) {
+        let headers = match headers(job, provider, &payload, token.as_deref(), &id) {
             Some(headers) => headers,
             None => {
                 return Outcome::Failed {
@@ -139,13 +172,7 @@ impl Apns {
         };
         let url = format!("{}/3/device/{}", provider.base_url(), device.token);
         let started = Instant::now();
-        let sent = self
-            .client
-            .post(url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
+        let sent = client.post(url).headers(headers).body(body).send().await;
         metrics::histogram!("sprayer_provider_seconds", "channel" => "apns")
             .record(started.elapsed().as_secs_f64());
         let response = match sent {
@@ -185,7 +212,7 @@ fn headers(
     job: &Job,
     provider: &ApnsProvider,
     payload: &serde_json::Value,
-    token: &str,
+    token: Option<&str>,
     id: &str,
 ) -> Option<HeaderMap> {
     let overrides = job.overrides.as_ref();
@@ -200,10 +227,12 @@ fn headers(
         "5"
     };
     let mut headers = HeaderMap::new();
-    headers.insert(
-        AUTHORIZATION,
-        HeaderValue::from_str(&format!("bearer {token}")).ok()?,
-    );
+    if let Some(token) = token {
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("bearer {token}")).ok()?,
+        );
+    }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert("apns-topic", HeaderValue::from_str(&provider.topic).ok()?);
     headers.insert("apns-push-type", HeaderValue::from_str(push_type).ok()?);

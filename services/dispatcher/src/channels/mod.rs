@@ -61,6 +61,13 @@ pub enum PushClientError {
 /// An HTTP client for push providers: HTTP/2 where offered, the public roots plus the optional
 /// extra CAs.
 pub fn push_client(settings: &PushSettings) -> Result<reqwest::Client, PushClientError> {
+    Ok(push_client_builder(settings)?.build()?)
+}
+
+/// The builder of [`push_client`], for clients that add to it (a client certificate).
+pub fn push_client_builder(
+    settings: &PushSettings,
+) -> Result<reqwest::ClientBuilder, PushClientError> {
     let mut builder = reqwest::Client::builder()
         .timeout(settings.timeout)
         .connect_timeout(Duration::from_secs(5))
@@ -79,5 +86,5 @@ pub fn push_client(settings: &PushSettings) -> Result<reqwest::Client, PushClien
             builder = builder.add_root_certificate(certificate);
         }
     }
-    Ok(builder.build()?)
+    Ok(builder)
 }
