@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sprayer_shared::config::PushSettings;
@@ -124,13 +124,9 @@ impl Apns {
         let Some(provider) = &providers.apns else {
             return not_configured(Channel::Apns);
         };
-        let device: TokenEndpoint = match serde_json::from_str(stored) {
+        let device: TokenEndpoint = match super::stored_address(stored) {
             Ok(device) => device,
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("stored endpoint unreadable: {error}"),
-                };
-            }
+            Err(outcome) => return outcome,
         };
         let payload = apns_payload(&job.content, job.overrides.as_ref());
         let body = match serde_json::to_vec(&payload) {
@@ -178,22 +174,11 @@ impl Apns {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
-                return Outcome::Retry {
-                    error: if error.is_timeout() {
-                        "APNs timed out".into()
-                    } else {
-                        "cannot reach APNs".into()
-                    },
-                    after: None,
-                };
+                return super::unanswered("APNs", &error);
             }
         };
         let status = response.status();
-        let after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok()?.trim().parse().ok())
-            .map(Duration::from_secs);
+        let after = super::retry_after(response.headers());
         let reason = response
             .json::<serde_json::Value>()
             .await

@@ -86,13 +86,9 @@ impl Mailer {
         let Some(provider) = &providers.email else {
             return not_configured(Channel::Email);
         };
-        let endpoint: EmailEndpoint = match serde_json::from_str(stored) {
+        let endpoint: EmailEndpoint = match super::stored_address(stored) {
             Ok(endpoint) => endpoint,
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("stored endpoint unreadable: {error}"),
-                };
-            }
+            Err(outcome) => return outcome,
         };
         let message = match compose(job, provider, recipient, &endpoint) {
             Ok(message) => message,

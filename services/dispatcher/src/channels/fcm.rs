@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use gcp_auth::{CustomServiceAccount, TokenProvider};
 use reqwest::StatusCode;
-use reqwest::header::RETRY_AFTER;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use sprayer_shared::model::{
@@ -79,13 +78,9 @@ impl Fcm {
         let Some(provider) = &providers.fcm else {
             return not_configured(Channel::Fcm);
         };
-        let device: TokenEndpoint = match serde_json::from_str(stored) {
+        let device: TokenEndpoint = match super::stored_address(stored) {
             Ok(device) => device,
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("stored endpoint unreadable: {error}"),
-                };
-            }
+            Err(outcome) => return outcome,
         };
         let Some(project) = provider.project() else {
             return Outcome::Failed {
@@ -122,22 +117,11 @@ impl Fcm {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
-                return Outcome::Retry {
-                    error: if error.is_timeout() {
-                        "FCM timed out".into()
-                    } else {
-                        "cannot reach FCM".into()
-                    },
-                    after: None,
-                };
+                return super::unanswered("FCM", &error);
             }
         };
         let status = response.status();
-        let after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok()?.trim().parse().ok())
-            .map(Duration::from_secs);
+        let after = super::retry_after(response.headers());
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status == StatusCode::UNAUTHORIZED {
             self.forget_account(provider);

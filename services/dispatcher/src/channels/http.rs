@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use sprayer_shared::config::WebhookSettings;
@@ -74,13 +74,9 @@ impl Webhooks {
     }
 
     async fn deliver(&self, job: &Job, recipient: &Recipient, stored: &str) -> Outcome {
-        let address: WebhookAddress = match serde_json::from_str(stored) {
+        let address: WebhookAddress = match super::stored_address(stored) {
             Ok(address) => address,
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("stored endpoint unreadable: {error}"),
-                };
-            }
+            Err(outcome) => return outcome,
         };
         let (url, key) = match (reqwest::Url::parse(&address.url), address.signing_key()) {
             (Ok(url), Ok(key)) => (url, key),
@@ -139,7 +135,7 @@ impl Webhooks {
         let outcome = match sent {
             Ok(response) => {
                 let status = response.status();
-                let after = retry_after(response.headers());
+                let after = super::retry_after(response.headers());
                 // Read the answer so the connection goes back to the pool.
                 let _ = response.bytes().await;
                 classify(status, after)
@@ -213,18 +209,6 @@ fn signed_headers(id: &str, timestamp: i64, body: &[u8], key: &[u8]) -> Option<H
     headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
     headers.insert("webhook-signature", HeaderValue::from_str(&signature).ok()?);
     Some(headers)
-}
-
-/// `Retry-After` in seconds (HTTP dates are not honoured; the tier delay applies then).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
 }
 
 fn classify(status: StatusCode, after: Option<Duration>) -> Outcome {

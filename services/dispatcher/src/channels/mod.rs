@@ -35,6 +35,37 @@ pub trait Sender: Send + Sync {
     ) -> BoxFuture<'a, Outcome>;
 }
 
+/// Reads an endpoint's stored address; an unreadable one fails the delivery.
+pub fn stored_address<T: serde::de::DeserializeOwned>(stored: &str) -> Result<T, Outcome> {
+    serde_json::from_str(stored).map_err(|error| Outcome::Failed {
+        error: format!("stored endpoint unreadable: {error}"),
+    })
+}
+
+/// `Retry-After` in seconds (HTTP dates are not honoured; the tier's delay applies then).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// The outcome of a request to `provider` that got no answer: retried.
+pub fn unanswered(provider: &str, error: &reqwest::Error) -> Outcome {
+    Outcome::Retry {
+        error: if error.is_timeout() {
+            format!("{provider} timed out")
+        } else {
+            format!("cannot reach {provider}")
+        },
+        after: None,
+    }
+}
+
 /// The outcome for an app that has not set up the channel.
 pub fn not_configured(channel: Channel) -> Outcome {
     Outcome::Failed {

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::future::BoxFuture;
-use reqwest::header::RETRY_AFTER;
 use serde_json::{Map, Value, json};
 use sprayer_shared::model::{
     Channel, Job, Priority, Providers, WebpushEndpoint, WebpushProvider, now_ms,
@@ -125,13 +124,9 @@ impl WebPush {
         let Some(provider) = &providers.webpush else {
             return not_configured(Channel::Webpush);
         };
-        let subscription: WebpushEndpoint = match serde_json::from_str(stored) {
+        let subscription: WebpushEndpoint = match super::stored_address(stored) {
             Ok(subscription) => subscription,
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("stored endpoint unreadable: {error}"),
-                };
-            }
+            Err(outcome) => return outcome,
         };
         let request = match self.request(job, provider, &subscription) {
             Ok(request) => request,
@@ -144,22 +139,11 @@ impl WebPush {
         match sent {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|value| value.to_str().ok()?.trim().parse().ok())
-                    .map(Duration::from_secs);
+                let after = super::retry_after(response.headers());
                 let _ = response.bytes().await;
                 classify(status, after)
             }
-            Err(error) => Outcome::Retry {
-                error: if error.is_timeout() {
-                    "push service timed out".into()
-                } else {
-                    "cannot reach the push service".into()
-                },
-                after: None,
-            },
+            Err(error) => super::unanswered("the push service", &error),
         }
     }
 }

@@ -143,13 +143,9 @@ impl Sms {
         let Some(provider) = &providers.sms else {
             return not_configured(Channel::Sms);
         };
-        let endpoint: SmsEndpoint = match serde_json::from_str(stored) {
+        let endpoint: SmsEndpoint = match super::stored_address(stored) {
             Ok(endpoint) => endpoint,
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("stored endpoint unreadable: {error}"),
-                };
-            }
+            Err(outcome) => return outcome,
         };
         let text = job
             .overrides
