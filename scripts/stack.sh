@@ -55,7 +55,7 @@ mongo_binary() {
 }
 
 deps() {
-  apt_install redis-server rabbitmq-server
+  apt_install redis-server rabbitmq-server openssl
   peer_venv
   peer_node
   if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi

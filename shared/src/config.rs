@@ -408,7 +408,7 @@ impl Settings {
         }
         figment = figment.merge(
             Env::prefixed("SPRAYER_")
-                .filter(|key| key.as_str() != "config")
+                .filter(|key| !key.as_str().eq_ignore_ascii_case("config"))
                 .map(|key| key.as_str().replacen('_', ".", 1).into()),
         );
         let settings = extract_every_problem(&figment)?;

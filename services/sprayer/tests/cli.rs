@@ -78,3 +78,24 @@ fn a_bad_configuration_lists_every_problem_and_exits_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_settings_file_named_by_sprayer_config_is_read() {
+    let dir = std::env::temp_dir().join(format!("sprayer-cli-{:x}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("folder");
+    let file = dir.join("settings.toml");
+    std::fs::write(&file, "[amqp]\nprefetch = 0\n").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_sprayer"))
+        .args(["admin", "list-apps"])
+        .env("SPRAYER_CONFIG", &file)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("amqp.prefetch must be at least 1"),
+        "the file was read: {stderr}"
+    );
+    assert!(!stderr.contains("config is not a section"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
