@@ -94,6 +94,44 @@ impl Topology {
         ))
     }
 
+    /// A job for `channel`'s queue.
+    pub fn job_message(
+        &self,
+        channel: Channel,
+        job: &crate::model::Job,
+    ) -> Result<Outgoing, serde_json::Error> {
+        Ok(Outgoing {
+            exchange: self.jobs_exchange(),
+            routing_key: channel.as_str().to_owned(),
+            body: serde_json::to_vec(job)?,
+        })
+    }
+
+    /// A job straight into `queue` (a retry tier or the dead-letter queue).
+    pub fn queued_job_message(
+        &self,
+        queue: String,
+        job: &crate::model::Job,
+    ) -> Result<Outgoing, serde_json::Error> {
+        Ok(Outgoing {
+            exchange: String::new(),
+            routing_key: queue,
+            body: serde_json::to_vec(job)?,
+        })
+    }
+
+    /// A status batch for the feeder.
+    pub fn status_message(
+        &self,
+        batch: &crate::model::StatusBatch,
+    ) -> Result<Outgoing, serde_json::Error> {
+        Ok(Outgoing {
+            exchange: self.status_exchange(),
+            routing_key: STATUS_ROUTING_KEY.to_owned(),
+            body: serde_json::to_vec(batch)?,
+        })
+    }
+
     /// The delay of each retry tier.
     pub fn retry_tiers(&self) -> &[Duration] {
         &self.retry_tiers

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{AmqpError, Outgoing, Publisher, STATUS_ROUTING_KEY};
+use sprayer_shared::amqp::{AmqpError, Publisher};
 use sprayer_shared::model::{Channel, Job, JobTarget, Providers, StatusBatch, now_ms};
 use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
@@ -132,21 +132,17 @@ impl Dispatch {
             if let Some(queue) = topology.retry_queue(self.channel, tier) {
                 metrics::counter!("sprayer_retries_total", "channel" => self.channel.as_str(), "tier" => tier.to_string())
                     .increment(pending.len() as u64);
-                messages.push(Outgoing {
-                    exchange: String::new(),
-                    routing_key: queue,
-                    body: serde_json::to_vec(&job.with_target(JobTarget::Retry(pending)))?,
-                });
+                messages.push(
+                    topology
+                        .queued_job_message(queue, &job.with_target(JobTarget::Retry(pending)))?,
+                );
             }
         }
         if !report.dead.is_empty() {
             metrics::counter!("sprayer_dead_letters_total", "channel" => self.channel.as_str())
                 .increment(report.dead.len() as u64);
-            messages.push(Outgoing {
-                exchange: String::new(),
-                routing_key: topology.dead_queue(self.channel),
-                body: serde_json::to_vec(&job.with_target(JobTarget::Retry(report.dead)))?,
-            });
+            let dead = job.with_target(JobTarget::Retry(report.dead));
+            messages.push(topology.queued_job_message(topology.dead_queue(self.channel), &dead)?);
         }
         for events in report
             .events
@@ -156,11 +152,7 @@ impl Dispatch {
                 messages: Vec::new(),
                 deliveries: events.to_vec(),
             };
-            messages.push(Outgoing {
-                exchange: topology.status_exchange(),
-                routing_key: STATUS_ROUTING_KEY.to_owned(),
-                body: serde_json::to_vec(&batch)?,
-            });
+            messages.push(topology.status_message(&batch)?);
         }
         if !messages.is_empty() {
             self.publisher.publish_all(&messages).await?;
@@ -192,14 +184,8 @@ impl Dispatch {
         let topology = self.publisher.topology();
         let messages = jobs
             .iter()
-            .map(|job| {
-                Ok(Outgoing {
-                    exchange: topology.jobs_exchange(),
-                    routing_key: self.channel.as_str().to_owned(),
-                    body: serde_json::to_vec(job)?,
-                })
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+            .map(|job| topology.job_message(self.channel, job))
+            .collect::<Result<Vec<_>, _>>()?;
         metrics::counter!("sprayer_split_jobs_total", "channel" => self.channel.as_str())
             .increment(jobs.len() as u64);
         self.publisher.publish_all(&messages).await?;

@@ -217,7 +217,7 @@ impl Providers {
                 if email.port == 0 {
                     return Err(problem("port", "must not be 0"));
                 }
-                if email.from.parse::<lettre_free::Mailbox>().is_err() {
+                if !valid_mailbox(&email.from) {
                     return Err(problem(
                         "from",
                         "must be a mailbox such as `Shop <no-reply@shop.example>`",
@@ -409,27 +409,14 @@ impl Providers {
     }
 }
 
-/// Mailbox syntax (`Name <local@domain>` or `local@domain`), checked without an SMTP library.
-mod lettre_free {
-    /// A syntactically valid mailbox.
-    pub struct Mailbox;
-
-    impl std::str::FromStr for Mailbox {
-        type Err = ();
-
-        fn from_str(text: &str) -> Result<Self, ()> {
-            let address = match (text.rfind('<'), text.rfind('>')) {
-                (Some(open), Some(close)) if open < close && close == text.len() - 1 => {
-                    &text[open + 1..close]
-                }
-                (None, None) => text,
-                _ => return Err(()),
-            };
-            if super::super::endpoint::valid_email(address) {
-                Ok(Mailbox)
-            } else {
-                Err(())
-            }
+/// Whether `text` is a mailbox (`Name <local@domain>` or `local@domain`).
+fn valid_mailbox(text: &str) -> bool {
+    let address = match (text.rfind('<'), text.rfind('>')) {
+        (Some(open), Some(close)) if open < close && close == text.len() - 1 => {
+            &text[open + 1..close]
         }
-    }
+        (None, None) => text,
+        _ => return false,
+    };
+    super::endpoint::valid_email(address)
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sprayer_shared::amqp::{Outgoing, STATUS_ROUTING_KEY};
+use sprayer_shared::amqp::Outgoing;
 use sprayer_shared::model::{
     AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Priority,
     StatusBatch, UserId, now_ms,
@@ -315,11 +315,11 @@ fn outgoing(
             created_at,
             expires_at,
         };
-        messages.push(Outgoing {
-            exchange: topology.jobs_exchange(),
-            routing_key: channel.as_str().to_owned(),
-            body: encode(&job)?,
-        });
+        messages.push(
+            topology
+                .job_message(*channel, &job)
+                .map_err(|error| encode_error(&error))?,
+        );
     }
     let record = StatusBatch {
         messages: vec![MessageRecord {
@@ -332,18 +332,17 @@ fn outgoing(
         }],
         deliveries: Vec::new(),
     };
-    messages.push(Outgoing {
-        exchange: topology.status_exchange(),
-        routing_key: STATUS_ROUTING_KEY.to_owned(),
-        body: encode(&record)?,
-    });
+    messages.push(
+        topology
+            .status_message(&record)
+            .map_err(|error| encode_error(&error))?,
+    );
     Ok(messages)
 }
 
-/// JSON bytes of a job or batch; these types always serialize, so the error arm is defensive.
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value)
-        .map_err(|error| ApiError::validation("/", format!("cannot encode the message: {error}")))
+/// Jobs and batches always serialize; this error arm is defensive.
+fn encode_error(error: &serde_json::Error) -> ApiError {
+    ApiError::validation("/", format!("cannot encode the message: {error}"))
 }
 
 /// Send a message.

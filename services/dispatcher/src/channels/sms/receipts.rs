@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use smpp34::client::{SMSC, SmppClientListener};
 use smpp34::{SmppConnectionInformation, SmppError, deliver_sm, deliver_sm_resp};
-use sprayer_shared::amqp::{Outgoing, Publisher, STATUS_ROUTING_KEY};
+use sprayer_shared::amqp::Publisher;
 use sprayer_shared::model::{
     AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
 };
@@ -142,13 +142,8 @@ impl ReceiptListener {
             messages: Vec::new(),
             deliveries: vec![event],
         };
-        let Ok(body) = serde_json::to_vec(&batch) else {
+        let Ok(outgoing) = self.publisher.topology().status_message(&batch) else {
             return true;
-        };
-        let outgoing = Outgoing {
-            exchange: self.publisher.topology().status_exchange(),
-            routing_key: STATUS_ROUTING_KEY.to_owned(),
-            body,
         };
         match self.publisher.publish(outgoing).await {
             Ok(()) => true,
