@@ -66,17 +66,6 @@ impl DeliveryStatus {
         Self::ALL.into_iter().find(|status| status.as_str() == name)
     }
 
-    /// Whether nothing more will happen to the delivery.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            DeliveryStatus::Read
-                | DeliveryStatus::Failed
-                | DeliveryStatus::Expired
-                | DeliveryStatus::Unregistered
-        )
-    }
-
     fn stage(self) -> i64 {
         match self {
             DeliveryStatus::Queued => 1,
