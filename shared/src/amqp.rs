@@ -178,6 +178,11 @@ impl Topology {
         declare_queue(amqp, &dead, self.queue_arguments(true)).await?;
         let mut main_arguments = self.queue_arguments(true);
         self.dead_letter_to(&mut main_arguments, "", &dead);
+        if channel == Channel::Ws {
+            // One deliverer at a time stores the WebSocket jobs, in queue order: that keeps each
+            // user's inbox in sending order. Another node takes over when it goes away.
+            main_arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        }
         let main = self.jobs_queue(channel);
         declare_queue(amqp, &main, main_arguments).await?;
         bind(amqp, &main, &jobs_exchange, channel.as_str()).await?;

@@ -35,6 +35,8 @@ pub struct Settings {
     pub sms: SmsSettings,
     /// The status feeder.
     pub feeder: FeederSettings,
+    /// The WebSocket deliverer and its tokens.
+    pub deliverer: DelivererSettings,
     /// The administration API.
     pub admin: AdminSettings,
     /// Logs.
@@ -312,6 +314,79 @@ impl Default for FeederSettings {
     }
 }
 
+/// The WebSocket deliverer: its listener, the tokens browsers connect with, the inboxes and the
+/// sockets' limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DelivererSettings {
+    /// Where `/v1/ws`, the demo page, `/healthz`, `/readyz` and `/metrics` listen.
+    pub listen: SocketAddr,
+    /// This node's id in `conn:` and `node:`; a random one per start when left out. Give each
+    /// node its own.
+    pub node_id: Option<String>,
+    /// The secret WebSocket tokens are signed with (32 bytes or more), shared by the accepter
+    /// that mints them and every deliverer; required when `ws` is served.
+    pub token_secret: Option<SecretString>,
+    /// How long a minted token can be used to connect, unless the request asks for less.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// The deliverer's public base URL (`wss://push.example.com`), returned with minted tokens.
+    pub public_url: Option<String>,
+    /// Most messages kept in one user's inbox; the oldest are dropped (reported `failed`).
+    pub inbox_max: usize,
+    /// How often a socket is pinged.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// A socket that sends nothing (not even a pong) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A socket opened without a token must send its `auth` frame within this time.
+    #[serde(with = "humantime_serde")]
+    pub auth_timeout: Duration,
+    /// Messages waiting to be written to one socket; a socket whose buffer fills is closed as a
+    /// slow consumer (its messages stay in the inbox).
+    pub send_buffer: usize,
+    /// Longest time one write to a socket may take before it is closed as a slow consumer.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    /// Largest frame a client may send, in bytes.
+    pub max_frame_bytes: usize,
+    /// Each socket's read buffer, in bytes (grows for larger frames).
+    pub read_buffer_bytes: usize,
+    /// How long a node's entry in `conn:` lives without being refreshed: after a crash, its
+    /// users are not woken on it for longer than this.
+    #[serde(with = "humantime_serde")]
+    pub conn_ttl: Duration,
+    /// How often expired inbox messages are looked for.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Messages read from an inbox per round trip when a socket catches up.
+    pub read_batch: usize,
+}
+
+impl Default for DelivererSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            node_id: None,
+            token_secret: None,
+            token_ttl: Duration::from_secs(600),
+            public_url: None,
+            inbox_max: 10_000,
+            heartbeat: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(10),
+            send_buffer: 256,
+            write_timeout: Duration::from_secs(10),
+            max_frame_bytes: 64 * 1024,
+            read_buffer_bytes: 1024,
+            conn_ttl: Duration::from_secs(30),
+            sweep_interval: Duration::from_secs(1),
+            read_batch: 200,
+        }
+    }
+}
+
 /// The administration API (`/admin/v1/...` on the accepter's listener).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -503,6 +578,43 @@ impl Settings {
         check(
             self.feeder.prefetch > 0,
             "feeder.prefetch must be at least 1",
+        );
+        if self.accepter.channels.contains(&Channel::Ws) {
+            use secrecy::ExposeSecret;
+            check(
+                self.deliverer
+                    .token_secret
+                    .as_ref()
+                    .is_some_and(|secret| secret.expose_secret().len() >= 32),
+                "deliverer.token_secret must be set (32 characters or more) when ws is served",
+            );
+        }
+        check(
+            self.deliverer.inbox_max > 0,
+            "deliverer.inbox_max must be at least 1",
+        );
+        check(
+            self.deliverer.send_buffer > 0,
+            "deliverer.send_buffer must be at least 1",
+        );
+        check(
+            self.deliverer.read_batch > 0,
+            "deliverer.read_batch must be at least 1",
+        );
+        check(
+            self.deliverer.heartbeat < self.deliverer.idle_timeout,
+            "deliverer.heartbeat must be shorter than deliverer.idle_timeout",
+        );
+        check(
+            self.deliverer.conn_ttl >= Duration::from_secs(1),
+            "deliverer.conn_ttl must be at least 1s",
+        );
+        check(
+            self.deliverer
+                .node_id
+                .as_deref()
+                .is_none_or(|id| crate::model::NodeId::parse(id).is_ok()),
+            "deliverer.node_id may hold only letters, digits and . _ - @ + = (at most 128)",
         );
         if problems.is_empty() {
             Ok(())

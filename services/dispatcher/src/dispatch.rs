@@ -12,7 +12,7 @@ use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
 
 use crate::channels::Sender;
-use crate::expand::{Expansion, Recipient, expand};
+use sprayer_shared::expand::{Expansion, Recipient, expand};
 use crate::limits::AppLimits;
 use crate::outcome::{Outcome, Report};
 use crate::providers::ProviderCache;

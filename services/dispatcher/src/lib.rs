@@ -1,5 +1,5 @@
 //! A channel dispatcher: consumes `jobs.<channel>`, expands each job into recipients
-//! ([`expand`]), sends through the channel's protocol ([`channels`]), and turns what happened
+//! ([`sprayer_shared::expand`]), sends through the channel's protocol ([`channels`]), and turns what happened
 //! into status events, retries and dead letters ([`outcome`], [`dispatch`]). [`consumer`] is
 //! the broker loop and [`app`] builds and runs it all.
 
@@ -7,7 +7,6 @@ pub mod app;
 pub mod channels;
 pub mod consumer;
 pub mod dispatch;
-pub mod expand;
 pub mod limits;
 pub mod outcome;
 pub mod providers;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sprayer_shared::model::{DeliveryEvent, DeliveryStatus, Job, PendingDelivery, now_ms};
 
-use crate::expand::Recipient;
+use sprayer_shared::expand::Recipient;
 
 /// The result of one attempt at one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]

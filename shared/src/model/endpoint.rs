@@ -187,6 +187,12 @@ fn check<T>(ok: bool, field: &'static str, reason: &str, value: T) -> Result<T, 
     }
 }
 
+/// A `ws` endpoint: an empty object. It opens the user's inbox; every browser of the user
+/// connects with a token and receives what the inbox holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsEndpoint {}
+
 /// Checks a JSON address for `channel` and returns the text stored in Redis.
 pub fn parse_address(channel: super::Channel, raw: &[u8]) -> Result<String, AddressError> {
     use super::Channel;
@@ -267,11 +273,9 @@ pub fn parse_address(channel: super::Channel, raw: &[u8]) -> Result<String, Addr
             )?;
             serde_json::to_string(&subscription)
         }
-        other => {
-            return Err(AddressError {
-                field: "channel",
-                reason: format!("channel {other} takes no endpoints here"),
-            });
+        Channel::Ws => {
+            let inbox: WsEndpoint = serde_json::from_slice(raw).map_err(decode_error)?;
+            serde_json::to_string(&inbox)
         }
     };
     stored.map_err(decode_error)

@@ -108,6 +108,25 @@ id_type!(
     MessageId
 );
 
+id_type!(
+    /// A WebSocket deliverer node, as named in `conn:` and `node:`.
+    NodeId
+);
+
+impl NodeId {
+    /// A fresh random node id (`node-` and 12 lowercase hex digits).
+    pub fn generate() -> Self {
+        Self(format!("node-{:012x}", rand::random::<u64>() >> 16))
+    }
+}
+
+impl DeviceId {
+    /// The one device of the `ws` channel: a user's inbox, shared by all their browsers.
+    pub fn inbox() -> Self {
+        Self("inbox".to_owned())
+    }
+}
+
 impl AppId {
     /// A fresh random app id (`app_` and 16 lowercase hex digits).
     pub fn generate() -> Self {

@@ -12,9 +12,9 @@ pub use apns::{APNS_HEADER_KEYS, APNS_MAX_PAYLOAD, apns_is_alert, apns_payload};
 pub use channel::{Channel, UnknownChannel};
 pub use endpoint::{
     AddressError, EmailEndpoint, SmsEndpoint, TokenEndpoint, WebhookAddress, WebpushEndpoint,
-    WebpushKeys, parse_address, redacted_address, valid_email, valid_msisdn,
+    WebpushKeys, WsEndpoint, parse_address, redacted_address, valid_email, valid_msisdn,
 };
-pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, UserId};
+pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, NodeId, UserId};
 pub use job::{Content, Job, JobTarget, PendingDelivery, Priority};
 pub use providers::{
     ApnsEnvironment, ApnsProvider, EmailProvider, FcmProvider, Providers, SmsProvider, SmtpTls,

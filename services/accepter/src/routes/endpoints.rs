@@ -141,7 +141,7 @@ async fn user_groups(
 #[utoipa::path(
     put, path = "/v1/users/{user}/endpoints/{channel}/{device}", tag = "endpoints",
     params(("user" = String, Path), ("channel" = String, Path), ("device" = String, Path)),
-    request_body(content = Object, description = "The address; its shape depends on the channel: http {url, secret}, email {address}, apns and fcm {token}, webpush (a PushSubscription), sms {msisdn}"),
+    request_body(content = Object, description = "The address; its shape depends on the channel: http {url, secret}, email {address}, apns and fcm {token}, webpush (a PushSubscription), sms {msisdn}, ws {} (opens the user's inbox)"),
     responses(
         (status = 201, description = "Registered", body = EndpointView),
         (status = 200, description = "Replaced", body = EndpointView),
@@ -160,30 +160,8 @@ pub async fn put(
     let channel = served_channel(&state, &channel)?;
     let device = checked_id::<DeviceId>("device", &device)?;
     let stored = stored_address(channel, &body.raw)?;
-    let mut redis = state.redis.clone();
-    let created: i64 = redis::cmd("HSET")
-        .arg(endpoints_key(&caller.app, &user, channel))
-        .arg(device.as_str())
-        .arg(&stored)
-        .query_async(&mut redis)
-        .await
-        .map_err(|error| ApiError::unavailable("redis", &error))?;
-    let groups = user_groups(&mut redis, &caller.app, &user).await?;
-    if !groups.is_empty() {
-        let shard = shard_of(&user, state.settings.redis.group_shards);
-        let mut pipe = redis::pipe();
-        for group in &groups {
-            pipe.sadd(
-                group_channel_key(&caller.app, group, channel, shard),
-                user.as_str(),
-            )
-            .ignore();
-        }
-        pipe.query_async::<()>(&mut redis)
-            .await
-            .map_err(|error| ApiError::unavailable("redis", &error))?;
-    }
-    let status = if created > 0 {
+    let created = register(&state, &caller.app, &user, channel, &device, &stored).await?;
+    let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -196,6 +174,39 @@ pub async fn put(
             address: redacted(channel, &stored),
         }),
     ))
+}
+
+/// Stores an endpoint and adds the user to their groups' sets of the channel; returns whether
+/// it is new.
+pub async fn register(
+    state: &AppState,
+    app: &AppId,
+    user: &UserId,
+    channel: Channel,
+    device: &DeviceId,
+    stored: &str,
+) -> Result<bool, ApiError> {
+    let mut redis = state.redis.clone();
+    let created: i64 = redis::cmd("HSET")
+        .arg(endpoints_key(app, user, channel))
+        .arg(device.as_str())
+        .arg(stored)
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let groups = user_groups(&mut redis, app, user).await?;
+    if !groups.is_empty() {
+        let shard = shard_of(user, state.settings.redis.group_shards);
+        let mut pipe = redis::pipe();
+        for group in &groups {
+            pipe.sadd(group_channel_key(app, group, channel, shard), user.as_str())
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut redis)
+            .await
+            .map_err(|error| ApiError::unavailable("redis", &error))?;
+    }
+    Ok(created > 0)
 }
 
 /// Remove an endpoint.

@@ -5,6 +5,7 @@ pub mod endpoints;
 pub mod feedback;
 pub mod groups;
 pub mod messages;
+pub mod ws_token;
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -19,7 +20,7 @@ use crate::state::AppState;
     info(title = "Sprayer", description = "Send a message once; Sprayer delivers it over every channel the recipients registered."),
     paths(
         messages::send, feedback::message, feedback::deliveries,
-        endpoints::put, endpoints::delete, endpoints::list,
+        endpoints::put, endpoints::delete, endpoints::list, ws_token::mint,
         groups::put, groups::delete, groups::list,
         admin::create_app, admin::list_apps, admin::add_key, admin::revoke_key,
         admin::set_provider, admin::providers, admin::remove_provider,
@@ -52,6 +53,7 @@ pub fn api() -> Router<AppState> {
             "/v1/users/{user}/endpoints/{channel}/{device}",
             put(endpoints::put).delete(endpoints::delete),
         )
+        .route("/v1/users/{user}/ws-token", post(ws_token::mint))
         .route("/v1/groups/{group}/members", get(groups::list))
         .route(
             "/v1/groups/{group}/members/{user}",

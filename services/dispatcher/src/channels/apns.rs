@@ -24,7 +24,7 @@ use sprayer_shared::model::{
 };
 
 use super::{Sender, not_configured};
-use crate::expand::Recipient;
+use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
 
 /// How long a provider token is used; APNs refuses tokens older than an hour.

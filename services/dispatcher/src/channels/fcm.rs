@@ -23,7 +23,7 @@ use sprayer_shared::model::{
 };
 
 use super::{Sender, not_configured};
-use crate::expand::Recipient;
+use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
 
 /// The OAuth2 scope for sending.

@@ -23,7 +23,7 @@ use sprayer_shared::model::{Job, Providers, WebhookAddress, delivery_id, now_ms}
 use tokio::sync::Semaphore;
 
 use super::Sender;
-use crate::expand::Recipient;
+use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
 
 /// Could not set up the HTTP client.

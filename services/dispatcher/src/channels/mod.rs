@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use sprayer_shared::config::PushSettings;
 use sprayer_shared::model::{Channel, Job, Providers};
 
-use crate::expand::Recipient;
+use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
 
 /// Sends one delivery over a channel.

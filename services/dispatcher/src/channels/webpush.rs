@@ -21,7 +21,7 @@ use web_push_native::jwt_simple::algorithms::ES256KeyPair;
 use web_push_native::{Auth, WebPushBuilder, p256::PublicKey};
 
 use super::{Sender, not_configured};
-use crate::expand::Recipient;
+use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
 
 /// The most plaintext one encrypted record carries under the usual 4096-byte push limit.

@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Sender, not_configured};
-use crate::expand::Recipient;
+use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
 use receipts::ReceiptListener;
 

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use sprayer_shared::model::{DeviceId, GroupId, Job, JobTarget, PendingDelivery, UserId};
-use sprayer_shared::redis::{RedisConnection, endpoints_key, group_channel_key};
+use crate::model::{DeviceId, GroupId, Job, JobTarget, PendingDelivery, UserId};
+use crate::redis::{RedisConnection, endpoints_key, group_channel_key};
 
 /// One device of one user on the job's channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
