@@ -129,7 +129,10 @@ mod tests {
         let (app, user) = ids();
         let token = mint(SECRET, &app, &user, now(), now() + 60).unwrap_or_default();
         let claims = verify(SECRET, &token).ok();
-        assert_eq!(claims.map(|claims| (claims.app, claims.sub)), Some((app, user)));
+        assert_eq!(
+            claims.map(|claims| (claims.app, claims.sub)),
+            Some((app, user))
+        );
     }
 
     #[test]
@@ -137,8 +140,14 @@ mod tests {
         let (app, user) = ids();
         let expired = mint(SECRET, &app, &user, now() - 120, now() - 60).unwrap_or_default();
         assert_eq!(verify(SECRET, &expired), Err(TokenError::Expired));
-        let other_secret = mint(b"another secret of thirty-two bytes!", &app, &user, now(), now() + 60)
-            .unwrap_or_default();
+        let other_secret = mint(
+            b"another secret of thirty-two bytes!",
+            &app,
+            &user,
+            now(),
+            now() + 60,
+        )
+        .unwrap_or_default();
         assert_eq!(verify(SECRET, &other_secret), Err(TokenError::Invalid));
         assert_eq!(verify(SECRET, "not a token"), Err(TokenError::Invalid));
         // The payload of one app's token under another app's header: the key differs.
@@ -148,7 +157,10 @@ mod tests {
         let spliced = format!(
             "{}.{}",
             foreign.split('.').next().unwrap_or_default(),
-            token.split_once('.').map(|(_, rest)| rest).unwrap_or_default()
+            token
+                .split_once('.')
+                .map(|(_, rest)| rest)
+                .unwrap_or_default()
         );
         assert_eq!(verify(SECRET, &spliced), Err(TokenError::Invalid));
     }

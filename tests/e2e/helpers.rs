@@ -53,7 +53,19 @@ pub fn test_settings() -> Settings {
     settings.accepter.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     settings.admin.token = Some(unique("admin-").into());
     settings.feeder.batch_wait = Duration::from_millis(20);
+    settings.deliverer.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    settings.deliverer.token_secret = Some(unique("ws-token-secret-for-the-tests-").into());
+    settings.deliverer.sweep_interval = Duration::from_millis(200);
+    settings.deliverer.conn_ttl = Duration::from_secs(3);
     settings
+}
+
+/// The test settings with the `ws` channel served beside `http`.
+pub fn serve_ws(settings: &mut Settings) {
+    settings.accepter.channels = vec![
+        sprayer_shared::model::Channel::Http,
+        sprayer_shared::model::Channel::Ws,
+    ];
 }
 
 /// Fails loudly, naming the server, when one of the shared servers does not answer.
@@ -102,6 +114,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// A client for the API.
     pub http: reqwest::Client,
+    /// The deliverer's base URL (`ws://127.0.0.1:port`), when `ws` is served.
+    pub ws: Option<String>,
     shutdown: CancellationToken,
 }
 
@@ -125,10 +139,15 @@ impl TestApp {
         let sprayer = Sprayer::build(settings.clone())
             .await
             .expect("sprayer starts");
-        let base = format!("http://{}", sprayer.address());
+        let base = format!("http://{}", sprayer.address().expect("the accepter runs"));
+        let ws = sprayer
+            .deliverer_address()
+            .map(|address| format!("ws://{address}"));
         let shutdown = CancellationToken::new();
         tokio::spawn(sprayer.run_until_stopped(shutdown.clone()));
-        Self::with_app(base, settings, shutdown).await
+        let mut app = Self::with_app(base, settings, shutdown).await;
+        app.ws = ws;
+        app
     }
 
     /// Starts the accepter alone: jobs stay in their queues for the test to look at.
@@ -151,6 +170,7 @@ impl TestApp {
             key: String::new(),
             settings,
             http: reqwest::Client::new(),
+            ws: None,
             shutdown,
         };
         let (app_id, key) = app.create_app("test").await;
@@ -293,6 +313,43 @@ impl TestApp {
             "PUT member: {}",
             response.status()
         );
+    }
+
+    /// Mints a WebSocket token for `user` with `key`; the answer as JSON.
+    pub async fn ws_token_as(&self, key: &str, user: &str) -> Value {
+        let response = self
+            .request_as(
+                key,
+                reqwest::Method::POST,
+                &format!("/v1/users/{user}/ws-token"),
+            )
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.status(), StatusCode::OK, "minting a ws token");
+        response.json().await.expect("JSON")
+    }
+
+    /// Mints a WebSocket token for `user` of the test's app.
+    pub async fn ws_token(&self, user: &str) -> String {
+        let answer = self.ws_token_as(&self.key, user).await;
+        answer["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The URL a browser opens with `token`.
+    pub fn ws_url(&self, token: &str) -> String {
+        let base = self.ws.as_deref().expect("the test serves ws");
+        format!("{base}/v1/ws?token={token}")
+    }
+
+    /// Sends a message that must be accepted; returns its id.
+    pub async fn send_ws(&self, user: &str, body: &str) -> String {
+        self.send_ok(&json!({
+            "to": {"user": user},
+            "channels": ["ws"],
+            "content": {"title": "t", "body": body},
+        }))
+        .await
     }
 
     /// Sends a message; returns status, body and headers.

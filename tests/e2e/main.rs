@@ -17,3 +17,5 @@ mod retries;
 mod sms;
 mod validation;
 mod webpush;
+mod ws;
+mod wsclient;

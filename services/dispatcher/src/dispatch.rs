@@ -12,10 +12,10 @@ use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
 
 use crate::channels::Sender;
-use sprayer_shared::expand::{Expansion, Recipient, expand};
 use crate::limits::AppLimits;
 use crate::outcome::{Outcome, Report};
 use crate::providers::ProviderCache;
+use sprayer_shared::expand::{Expansion, Recipient, expand};
 
 /// Why a job could not be finished; it goes back to its queue.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,16 @@
-//! Every Sprayer service in one process: the accepter, one dispatcher per served channel and the
-//! feeder, sharing one shutdown token. For a laptop, for the tests, and for small installations.
+//! Every Sprayer service in one process: the accepter, one dispatcher per served channel, the
+//! WebSocket deliverer (when `ws` is served) and the feeder, sharing one shutdown token. For a
+//! laptop, for the tests, and for small installations. [`Role`]s pick a subset, so the same
+//! binary can run a single service (`sprayer run --only deliverer`).
 
 use std::net::SocketAddr;
 
 use sprayer_accepter::Accepter;
+use sprayer_deliverer::Deliverer;
 use sprayer_dispatcher::Dispatcher;
 use sprayer_feeder::Feeder;
 use sprayer_shared::Settings;
+use sprayer_shared::model::Channel;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -22,37 +26,99 @@ pub enum StartError {
     /// The feeder could not start.
     #[error("feeder: {0}")]
     Feeder(#[from] sprayer_feeder::app::StartError),
+    /// The deliverer could not start.
+    #[error("deliverer: {0}")]
+    Deliverer(#[from] sprayer_deliverer::app::StartError),
 }
 
-/// Every service, built and ready to run.
+/// A service this process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// The REST API.
+    Accepter,
+    /// One dispatcher per served channel but `ws`.
+    Dispatchers,
+    /// The WebSocket deliverer (when `ws` is served).
+    Deliverer,
+    /// The status feeder.
+    Feeder,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [
+        Role::Accepter,
+        Role::Dispatchers,
+        Role::Deliverer,
+        Role::Feeder,
+    ];
+}
+
+/// The services, built and ready to run.
 pub struct Sprayer {
-    accepter: Accepter,
+    accepter: Option<Accepter>,
     dispatchers: Vec<Dispatcher>,
-    feeder: Feeder,
+    deliverer: Option<Deliverer>,
+    feeder: Option<Feeder>,
 }
 
 impl Sprayer {
-    /// Builds every service from one set of settings; the API listener is bound now.
-    pub async fn build(mut settings: Settings) -> Result<Sprayer, StartError> {
-        // One process, one metrics registry: the accepter's /metrics covers every service.
-        settings.dispatcher.ops_listen = None;
-        settings.feeder.ops_listen = None;
-        let mut dispatchers = Vec::new();
-        for channel in &settings.accepter.channels {
-            dispatchers.push(Dispatcher::build(settings.clone(), *channel).await?);
+    /// Builds every service from one set of settings; the listeners are bound now.
+    pub async fn build(settings: Settings) -> Result<Sprayer, StartError> {
+        Self::build_roles(settings, &Role::ALL).await
+    }
+
+    /// Builds the services of `roles`.
+    pub async fn build_roles(
+        mut settings: Settings,
+        roles: &[Role],
+    ) -> Result<Sprayer, StartError> {
+        let all = roles.contains(&Role::Accepter);
+        if all {
+            // One process, one metrics registry: the accepter's /metrics covers every service.
+            settings.dispatcher.ops_listen = None;
+            settings.feeder.ops_listen = None;
         }
-        let feeder = Feeder::build(settings.clone()).await?;
-        let accepter = Accepter::build(settings).await?;
+        let mut dispatchers = Vec::new();
+        if roles.contains(&Role::Dispatchers) {
+            for channel in &settings.accepter.channels {
+                if *channel != Channel::Ws {
+                    dispatchers.push(Dispatcher::build(settings.clone(), *channel).await?);
+                }
+            }
+        }
+        let serves_ws = settings.accepter.channels.contains(&Channel::Ws);
+        let deliverer = if roles.contains(&Role::Deliverer) && serves_ws {
+            Some(Deliverer::build(settings.clone()).await?)
+        } else {
+            None
+        };
+        let feeder = if roles.contains(&Role::Feeder) {
+            Some(Feeder::build(settings.clone()).await?)
+        } else {
+            None
+        };
+        let accepter = if all {
+            Some(Accepter::build(settings).await?)
+        } else {
+            None
+        };
         Ok(Sprayer {
             accepter,
             dispatchers,
+            deliverer,
             feeder,
         })
     }
 
-    /// Where the API listens.
-    pub fn address(&self) -> SocketAddr {
-        self.accepter.address()
+    /// Where the API listens, when this process runs it.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.accepter.as_ref().map(Accepter::address)
+    }
+
+    /// Where `/v1/ws` listens, when this process runs the deliverer.
+    pub fn deliverer_address(&self) -> Option<SocketAddr> {
+        self.deliverer.as_ref().map(Deliverer::address)
     }
 
     /// Runs everything until `shutdown`, then waits for every service to finish its work.
@@ -66,23 +132,32 @@ impl Sprayer {
                 }
             });
         }
-        let feeder_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = self.feeder.run_until_stopped(feeder_shutdown).await {
-                tracing::error!(%error, "feeder failed");
-            }
-        });
-        let accepter_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(error) = self
-                .accepter
-                .run_until_stopped(accepter_shutdown.clone())
-                .await
-            {
-                tracing::error!(%error, "accepter failed; stopping");
-                accepter_shutdown.cancel();
-            }
-        });
+        if let Some(deliverer) = self.deliverer {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(error) = deliverer.run_until_stopped(shutdown.clone()).await {
+                    tracing::error!(%error, "deliverer failed; stopping");
+                    shutdown.cancel();
+                }
+            });
+        }
+        if let Some(feeder) = self.feeder {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(error) = feeder.run_until_stopped(shutdown).await {
+                    tracing::error!(%error, "feeder failed");
+                }
+            });
+        }
+        if let Some(accepter) = self.accepter {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(error) = accepter.run_until_stopped(shutdown.clone()).await {
+                    tracing::error!(%error, "accepter failed; stopping");
+                    shutdown.cancel();
+                }
+            });
+        }
         while tasks.join_next().await.is_some() {}
     }
 }

@@ -19,8 +19,14 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the accepter, a dispatcher per served channel and the feeder in this process.
-    Run,
+    /// Run the accepter, a dispatcher per served channel, the WebSocket deliverer (when ws is
+    /// served) and the feeder in this process.
+    Run {
+        /// Run only these services (comma-separated), e.g. `--only deliverer` for one more
+        /// deliverer node.
+        #[arg(long, value_delimiter = ',', value_enum)]
+        only: Vec<sprayer::Role>,
+    },
     /// Manage apps (tenants) and their keys.
     #[command(subcommand)]
     Admin(Admin),
@@ -76,19 +82,32 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings = Settings::load_or_exit(args.config.as_deref());
     match args.command {
-        Command::Run => run(settings).await,
+        Command::Run { only } => run(settings, only).await,
         Command::Admin(command) => admin(settings, command).await,
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn run(settings: Settings, only: Vec<sprayer::Role>) -> anyhow::Result<()> {
     sprayer_shared::telemetry::init("sprayer", &settings.telemetry);
     let shutdown = sprayer_shared::shutdown::on_signal();
-    let sprayer = Sprayer::build(settings).await.context("starting sprayer")?;
-    let address = sprayer.address();
-    tracing::info!(%address, "sprayer running: API, dispatchers and feeder");
-    println!("Sprayer API on http://{address} (OpenAPI at http://{address}/openapi.json)");
-    println!("Create an app: cargo run --release -p sprayer -- admin create-app --name my-app");
+    let roles = if only.is_empty() {
+        sprayer::Role::ALL.to_vec()
+    } else {
+        only
+    };
+    let sprayer = Sprayer::build_roles(settings, &roles)
+        .await
+        .context("starting sprayer")?;
+    tracing::info!(?roles, "sprayer running");
+    if let Some(address) = sprayer.address() {
+        println!("Sprayer API on http://{address} (OpenAPI at http://{address}/openapi.json)");
+        println!("Create an app: cargo run --release -p sprayer -- admin create-app --name my-app");
+    }
+    if let Some(address) = sprayer.deliverer_address() {
+        println!(
+            "WebSocket deliverer on ws://{address}/v1/ws (demo page at http://{address}/demo)"
+        );
+    }
     sprayer.run_until_stopped(shutdown).await;
     Ok(())
 }

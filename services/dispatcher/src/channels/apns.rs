@@ -24,8 +24,8 @@ use sprayer_shared::model::{
 };
 
 use super::{Sender, not_configured};
-use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
+use sprayer_shared::expand::Recipient;
 
 /// How long a provider token is used; APNs refuses tokens older than an hour.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(50 * 60);

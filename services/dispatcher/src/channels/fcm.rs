@@ -23,8 +23,8 @@ use sprayer_shared::model::{
 };
 
 use super::{Sender, not_configured};
-use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
+use sprayer_shared::expand::Recipient;
 
 /// The OAuth2 scope for sending.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";

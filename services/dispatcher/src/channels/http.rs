@@ -23,8 +23,8 @@ use sprayer_shared::model::{Job, Providers, WebhookAddress, delivery_id, now_ms}
 use tokio::sync::Semaphore;
 
 use super::Sender;
-use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
+use sprayer_shared::expand::Recipient;
 
 /// Could not set up the HTTP client.
 #[derive(Debug, thiserror::Error)]

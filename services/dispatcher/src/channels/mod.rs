@@ -14,8 +14,8 @@ use futures::future::BoxFuture;
 use sprayer_shared::config::PushSettings;
 use sprayer_shared::model::{Channel, Job, Providers};
 
-use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
+use sprayer_shared::expand::Recipient;
 
 /// Sends one delivery over a channel.
 pub trait Sender: Send + Sync {

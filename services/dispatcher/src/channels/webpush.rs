@@ -21,8 +21,8 @@ use web_push_native::jwt_simple::algorithms::ES256KeyPair;
 use web_push_native::{Auth, WebPushBuilder, p256::PublicKey};
 
 use super::{Sender, not_configured};
-use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
+use sprayer_shared::expand::Recipient;
 
 /// The most plaintext one encrypted record carries under the usual 4096-byte push limit.
 pub const WEBPUSH_MAX_PAYLOAD: usize = 3_993;

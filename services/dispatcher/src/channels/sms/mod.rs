@@ -30,9 +30,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Sender, not_configured};
-use sprayer_shared::expand::Recipient;
 use crate::outcome::Outcome;
 use receipts::ReceiptListener;
+use sprayer_shared::expand::Recipient;
 
 /// One app account's bind: the current SMSC handle (`None` while (re)binding) and the window
 /// of outstanding `submit_sm` (kept here: the SMPP client does not bound it itself).

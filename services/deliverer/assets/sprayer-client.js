@@ -1,0 +1,195 @@
+// Sprayer WebSocket client: a plain ES module, no build step.
+//
+//   import { SprayerClient } from "https://push.example.com/sprayer-client.js";
+//   const client = new SprayerClient({ url: "wss://push.example.com/v1/ws", getToken });
+//   client.addEventListener("message", (event) => { show(event.detail); client.ack(event.detail.id); });
+//   client.connect();
+//
+// Options:
+//   url        the deliverer's /v1/ws URL (default: the origin this module came from)
+//   token      a token from POST /v1/users/{user}/ws-token, or
+//   getToken   async () => token, called before every connect (tokens expire; sockets do not)
+//   app        the app id the page expects; a token of another app is refused (close 4003)
+//   autoAck    ack every message as soon as it is dispatched (default false: call ack yourself)
+//
+// Events (EventTarget): "open" (detail: the hello frame), "message" (detail: {id, seq, title,
+// body, data, created_at, expires_at}), "acked" (detail: ids), "state" (detail: connecting |
+// open | reconnecting | closed), "close" (detail: {code, reason, willReconnect}), "error".
+//
+// A message is dispatched once per page even when the server sends it again (it was not acked
+// in time); acks are sent again after a reconnect until the server confirms them.
+
+const FATAL = new Set([4001, 4003]);
+const EXPIRED = 4002;
+const SEEN_LIMIT = 10000;
+
+export class SprayerClient extends EventTarget {
+  constructor(options = {}) {
+    super();
+    const origin = new URL(import.meta.url);
+    const scheme = origin.protocol === "https:" ? "wss:" : "ws:";
+    this.url = options.url || `${scheme}//${origin.host}/v1/ws`;
+    this.token = options.token || null;
+    this.getToken = options.getToken || null;
+    this.app = options.app || null;
+    this.autoAck = Boolean(options.autoAck);
+    this.minBackoffMs = options.minBackoffMs ?? 500;
+    this.maxBackoffMs = options.maxBackoffMs ?? 15000;
+    this.state = "closed";
+    this.socket = null;
+    this.stopped = true;
+    this.attempt = 0;
+    this.seen = new Map(); // id -> acked by the page (true/false), in arrival order
+    this.unconfirmed = new Set(); // acked by the page, not yet confirmed by the server
+    this.flushTimer = null;
+    this.watchdog = null;
+    this.lastFrameAt = 0;
+  }
+
+  /** Opens the socket; reconnects on its own until close() is called. */
+  connect() {
+    this.stopped = false;
+    this.#open();
+  }
+
+  /** Closes the socket for good. */
+  close() {
+    this.stopped = true;
+    this.#clearTimers();
+    if (this.socket) this.socket.close(1000, "bye");
+    this.#setState("closed");
+  }
+
+  /** Marks messages received: they leave the inbox and their feedback becomes delivered. */
+  ack(ids) {
+    for (const id of [].concat(ids)) {
+      this.seen.set(id, true);
+      this.unconfirmed.add(id);
+    }
+    if (!this.flushTimer) this.flushTimer = setTimeout(() => this.#flushAcks(), 20);
+  }
+
+  async #open() {
+    this.#setState(this.attempt === 0 ? "connecting" : "reconnecting");
+    let token = this.token;
+    if (this.getToken) {
+      try {
+        token = await this.getToken();
+      } catch (error) {
+        this.dispatchEvent(new CustomEvent("error", { detail: error }));
+        return this.#retry();
+      }
+    }
+    if (this.stopped) return;
+    const url = new URL(this.url);
+    url.searchParams.set("token", token || "");
+    if (this.app) url.searchParams.set("app", this.app);
+    const socket = new WebSocket(url);
+    this.socket = socket;
+    socket.onmessage = (event) => this.#onFrame(event.data);
+    socket.onerror = () => this.dispatchEvent(new CustomEvent("error", { detail: "socket error" }));
+    socket.onclose = (event) => this.#onClose(socket, event);
+  }
+
+  #onFrame(text) {
+    this.lastFrameAt = Date.now();
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    switch (frame.type) {
+      case "hello":
+        this.attempt = 0;
+        this.#setState("open");
+        this.#startWatchdog(frame.heartbeat_ms || 25000);
+        this.#flushAcks();
+        this.dispatchEvent(new CustomEvent("open", { detail: frame }));
+        break;
+      case "message":
+        this.#onMessage(frame.seq, frame.message);
+        break;
+      case "acked":
+        for (const id of frame.ids) this.unconfirmed.delete(id);
+        this.dispatchEvent(new CustomEvent("acked", { detail: frame.ids }));
+        break;
+      case "error":
+        this.dispatchEvent(new CustomEvent("error", { detail: frame }));
+        break;
+      default:
+        break;
+    }
+  }
+
+  #onMessage(seq, message) {
+    if (this.seen.has(message.id)) {
+      // Sent again because no ack reached the inbox: ack again if the page already did.
+      if (this.seen.get(message.id)) this.ack(message.id);
+      return;
+    }
+    this.seen.set(message.id, false);
+    if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.keys().next().value);
+    this.dispatchEvent(new CustomEvent("message", { detail: { seq, ...message } }));
+    if (this.autoAck) this.ack(message.id);
+  }
+
+  #flushAcks() {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN || this.state !== "open") return;
+    const ids = [...this.unconfirmed];
+    for (let start = 0; start < ids.length; start += 1000) {
+      this.socket.send(JSON.stringify({ type: "ack", ids: ids.slice(start, start + 1000) }));
+    }
+  }
+
+  #startWatchdog(heartbeatMs) {
+    clearInterval(this.watchdog);
+    this.watchdog = setInterval(() => {
+      if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
+      if (Date.now() - this.lastFrameAt > heartbeatMs * 2.5) {
+        this.socket.close(4000, "no answer from the server");
+        return;
+      }
+      this.socket.send('{"type":"ping"}');
+    }, heartbeatMs);
+  }
+
+  #onClose(socket, event) {
+    if (socket !== this.socket) return;
+    this.#clearTimers();
+    const fatal = FATAL.has(event.code) && !this.getToken;
+    const expired = event.code === EXPIRED && !this.getToken;
+    const willReconnect = !this.stopped && !fatal && !expired;
+    this.dispatchEvent(
+      new CustomEvent("close", { detail: { code: event.code, reason: event.reason, willReconnect } }),
+    );
+    if (willReconnect) {
+      this.#retry(event.code === 1012);
+    } else {
+      this.stopped = true;
+      this.#setState("closed");
+    }
+  }
+
+  #retry(soon = false) {
+    if (this.stopped) return;
+    this.attempt += 1;
+    this.#setState("reconnecting");
+    const ceiling = Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** Math.min(this.attempt, 8));
+    const delay = soon ? Math.random() * this.minBackoffMs : ceiling / 2 + Math.random() * (ceiling / 2);
+    setTimeout(() => this.#open(), delay);
+  }
+
+  #clearTimers() {
+    clearInterval(this.watchdog);
+    this.watchdog = null;
+  }
+
+  #setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: state }));
+  }
+}

@@ -1,0 +1,194 @@
+//! Building and running one deliverer node: the listener, the `jobs.ws` consumer, the wake-up
+//! subscription, the `conn:` refresher, the expiry sweeper and the feedback publisher.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sprayer_shared::Settings;
+use sprayer_shared::amqp::{Publisher, Topology};
+use sprayer_shared::model::NodeId;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::consumer::Storer;
+use crate::hub::Hub;
+use crate::registry::Registry;
+use crate::reporter::Reporter;
+
+/// How long sockets get to close after they were told to reconnect elsewhere.
+const SOCKET_GRACE: Duration = Duration::from_secs(10);
+/// How long queued feedback may take to publish when the node stops.
+const FEEDBACK_GRACE: Duration = Duration::from_secs(15);
+
+/// Why a deliverer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Redis could not be set up.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    /// The node id is not usable.
+    #[error("deliverer.node_id: {0}")]
+    NodeId(#[from] sprayer_shared::model::IdError),
+}
+
+/// A built node, bound and ready to run.
+pub struct Deliverer {
+    hub: Arc<Hub>,
+    storer: Arc<Storer>,
+    client: redis::Client,
+    listener: TcpListener,
+    address: SocketAddr,
+    publisher: Arc<Publisher>,
+    reporter_task: JoinHandle<()>,
+    reporter_stop: CancellationToken,
+}
+
+impl Deliverer {
+    /// Connects to Redis, binds `deliverer.listen` and prepares the tasks.
+    pub async fn build(settings: Settings) -> Result<Deliverer, StartError> {
+        let settings = Arc::new(settings);
+        let deliverer = &settings.deliverer;
+        let client = redis::Client::open(settings.redis.url.as_str())?;
+        let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
+        let publisher = Arc::new(Publisher::new(
+            &settings.amqp.url,
+            Topology::new(&settings.amqp),
+        ));
+        let node = match &deliverer.node_id {
+            Some(id) => NodeId::parse(id.as_str())?,
+            None => NodeId::generate(),
+        };
+        let registry = Arc::new(Registry::new(node, redis.clone(), deliverer.conn_ttl));
+        let reporter_stop = CancellationToken::new();
+        let (reporter, reporter_task) = Reporter::start(
+            publisher.clone(),
+            settings.dispatcher.status_batch,
+            reporter_stop.clone(),
+        );
+        let listen = deliverer.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|error| StartError::Listen(listen, error))?;
+        let address = listener
+            .local_addr()
+            .map_err(|error| StartError::Listen(listen, error))?;
+        let storer = Arc::new(Storer {
+            settings: settings.clone(),
+            redis: redis.clone(),
+            publisher: publisher.clone(),
+            due_key: due_key(&settings),
+        });
+        let hub = Arc::new(Hub {
+            token_secret: deliverer.token_secret.clone(),
+            settings,
+            redis,
+            registry,
+            reporter,
+            draining: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        Ok(Deliverer {
+            hub,
+            storer,
+            client,
+            listener,
+            address,
+            publisher,
+            reporter_task,
+            reporter_stop,
+        })
+    }
+
+    /// Where `/v1/ws` listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &NodeId {
+        self.hub.registry.node()
+    }
+
+    /// Serves and consumes until `shutdown`; then tells every socket to reconnect elsewhere,
+    /// finishes the jobs it holds and publishes the feedback it has.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let hub = self.hub;
+        tracing::info!(address = %self.address, node = %hub.registry.node(), "deliverer listening");
+        let mut tasks = JoinSet::new();
+        tasks.spawn(crate::consumer::run(self.storer.clone(), shutdown.clone()));
+        tasks.spawn(crate::wake::listen(
+            self.client,
+            hub.registry.node().clone(),
+            hub.registry.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(hub.registry.clone().keep_alive(shutdown.clone()));
+        tasks.spawn(crate::sweeper::run(
+            hub.redis.clone(),
+            self.storer.due_key.as_str().into(),
+            hub.reporter.clone(),
+            hub.settings.deliverer.sweep_interval,
+            shutdown.clone(),
+        ));
+        let router = crate::http::router(hub.clone()).merge(sprayer_shared::ops::router(
+            readiness(hub.clone(), self.publisher),
+        ));
+        let server_shutdown = shutdown.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(self.listener, router)
+                .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+                .await
+        });
+        shutdown.cancelled().await;
+        hub.draining.cancel();
+        hub.tracker.close();
+        if tokio::time::timeout(SOCKET_GRACE, hub.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sockets still open after the grace period");
+        }
+        hub.registry.forget_all().await;
+        while tasks.join_next().await.is_some() {}
+        self.reporter_stop.cancel();
+        if tokio::time::timeout(FEEDBACK_GRACE, self.reporter_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("feedback not all published before stopping");
+        }
+        tracing::info!("deliverer stopped");
+        server.await.unwrap_or(Ok(()))
+    }
+}
+
+/// `<amqp.prefix>inbox-due`: the index of inboxes by earliest expiry. It carries the queue
+/// prefix because its sweeper reports to that installation's status queue.
+pub fn due_key(settings: &Settings) -> String {
+    format!("{}inbox-due", settings.amqp.prefix)
+}
+
+fn readiness(hub: Arc<Hub>, publisher: Arc<Publisher>) -> sprayer_shared::ops::ReadinessCheck {
+    Arc::new(move || {
+        let hub = hub.clone();
+        let publisher = publisher.clone();
+        Box::pin(async move {
+            if hub.draining.is_cancelled() {
+                return Err("stopping".to_owned());
+            }
+            publisher.check().await.map_err(|error| error.to_string())?;
+            let mut redis = hub.redis.clone();
+            redis::cmd("PING")
+                .query_async::<String>(&mut redis)
+                .await
+                .map(|_| ())
+                .map_err(|error| format!("redis: {error}"))
+        })
+    })
+}

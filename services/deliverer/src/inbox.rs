@@ -1,0 +1,402 @@
+//! A user's inbox in Redis: the WebSocket messages not yet acknowledged, in storing order, each
+//! with its expiry. Every operation is one Lua script over the user's keys, which share the hash
+//! tag `{app:user}` (one Redis Cluster slot):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `inbox:{app:user}` | ZSET | message id → sequence number (the inbox order) |
+//! | `inbox:{app:user}:m` | HASH | message id → the message as JSON; `~seq`, the last sequence given |
+//! | `inbox:{app:user}:exp` | ZSET | message id → expiry (Unix ms) |
+//! | `inbox:{app:user}:acked` | ZSET | acknowledged message id → expiry: a job delivered twice does not bring it back |
+//! | `conn:{app:user}` | HASH | deliverer node → until when (Unix ms) it holds sockets of the user |
+//!
+//! Sequence numbers grow with the Redis clock (`max(last + 1, now_ms × 1000)`), so they keep
+//! growing even when an emptied inbox's keys expire and are created again.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use sprayer_shared::model::{AppId, UserId};
+use sprayer_shared::redis::RedisConnection;
+
+/// The keys of one user's inbox.
+#[derive(Debug, Clone)]
+pub struct InboxKeys {
+    entries: String,
+    messages: String,
+    expiries: String,
+    acked: String,
+    connections: String,
+}
+
+impl InboxKeys {
+    /// The keys of `user` of `app`.
+    pub fn new(app: &AppId, user: &UserId) -> InboxKeys {
+        let tag = format!("{{{app}:{user}}}");
+        InboxKeys {
+            entries: format!("inbox:{tag}"),
+            messages: format!("inbox:{tag}:m"),
+            expiries: format!("inbox:{tag}:exp"),
+            acked: format!("inbox:{tag}:acked"),
+            connections: connections_key(app, user),
+        }
+    }
+}
+
+/// `conn:{app:user}`: HASH of deliverer node → until when it holds the user's sockets.
+pub fn connections_key(app: &AppId, user: &UserId) -> String {
+    format!("conn:{{{app}:{user}}}")
+}
+
+/// The member of the expiry index for a user: `app:user` (ids hold no `:`).
+pub fn due_member(app: &AppId, user: &UserId) -> String {
+    format!("{app}:{user}")
+}
+
+const NOW: &str = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
+
+/// KEYS: entries, messages, expiries, acked, connections.
+/// ARGV: id, message JSON, expires (ms), inbox capacity, key lifetime past the expiry (ms).
+/// Returns {stored (1 new, 0 already there, -1 already acknowledged), seq, previous seq,
+/// dropped ids, nodes holding sockets}.
+static STORE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}{}",
+        r"
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local stored, seq, prev = 0, 0, -1
+local dropped = {}
+if redis.call('ZSCORE', KEYS[4], ARGV[1]) then
+  stored = -1
+else
+  local existing = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if existing then
+    seq = tonumber(existing)
+  else
+    prev = tonumber(redis.call('HGET', KEYS[2], '~seq') or '0')
+    seq = math.max(prev + 1, now * 1000)
+    local text = string.format('%.0f', seq)
+    redis.call('HSET', KEYS[2], '~seq', text, ARGV[1], ARGV[2])
+    redis.call('ZADD', KEYS[1], text, ARGV[1])
+    redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+    stored = 1
+    local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+    if over > 0 then
+      dropped = redis.call('ZRANGE', KEYS[1], 0, over - 1)
+      for _, old in ipairs(dropped) do
+        redis.call('ZREM', KEYS[1], old)
+        redis.call('HDEL', KEYS[2], old)
+        redis.call('ZREM', KEYS[3], old)
+      end
+    end
+    local keep = tonumber(ARGV[3]) + tonumber(ARGV[5])
+    for i = 1, 3 do
+      local pttl = redis.call('PTTL', KEYS[i])
+      if pttl < 0 or now + pttl < keep then
+        redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', keep))
+      end
+    end
+  end
+end
+local nodes = {}
+local held = redis.call('HGETALL', KEYS[5])
+for i = 1, #held, 2 do
+  if tonumber(held[i + 1]) > now then
+    table.insert(nodes, held[i])
+  else
+    redis.call('HDEL', KEYS[5], held[i])
+  end
+end
+return {stored, string.format('%.0f', seq), string.format('%.0f', prev), dropped, nodes}
+"
+    ))
+});
+
+/// KEYS: entries, messages, expiries. ARGV: cursor (exclusive), most entries.
+/// Returns {{seq, id, message, ...}, expired ids, last seq scanned, the inbox's last seq, more}.
+static READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}{}",
+        r"
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local out, expired = {}, {}
+local last = ARGV[1]
+for i = 1, #found, 2 do
+  local id = found[i]
+  last = found[i + 1]
+  local expires = tonumber(redis.call('ZSCORE', KEYS[3], id) or '0')
+  if expires <= now then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    table.insert(expired, id)
+  else
+    table.insert(out, found[i + 1])
+    table.insert(out, id)
+    table.insert(out, redis.call('HGET', KEYS[2], id) or '{}')
+  end
+end
+local more = 0
+if #found / 2 >= tonumber(ARGV[2]) then more = 1 end
+return {out, expired, last, redis.call('HGET', KEYS[2], '~seq') or '0', more}
+"
+    ))
+});
+
+/// KEYS: entries, messages, expiries, acked. ARGV: a day in ms, ids...
+/// Returns the ids that were in the inbox and are now removed.
+static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}{}",
+        r"
+local removed = {}
+local keep = now
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local expires = redis.call('ZSCORE', KEYS[3], id)
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('ZREM', KEYS[3], id)
+    local until_ms = tonumber(expires or (now + tonumber(ARGV[1])))
+    redis.call('ZADD', KEYS[4], string.format('%.0f', until_ms), id)
+    if until_ms > keep then keep = until_ms end
+    table.insert(removed, id)
+  end
+end
+if #removed > 0 then
+  local pttl = redis.call('PTTL', KEYS[4])
+  if pttl < 0 or now + pttl < keep then
+    redis.call('PEXPIREAT', KEYS[4], string.format('%.0f', keep))
+  end
+end
+return removed
+"
+    ))
+});
+
+/// KEYS: entries, messages, expiries. Removes what has expired (up to 1,000).
+/// Returns {expired ids, the earliest expiry left or ''}.
+static PURGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}{}",
+        r"
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+end
+local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+return {expired, first[2] or ''}
+"
+    ))
+});
+
+/// What storing one message in one inbox did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Whether the message is (now or already) in the inbox; `false` when it was acknowledged
+    /// before (a job delivered twice).
+    pub in_inbox: bool,
+    /// Whether this call added it.
+    pub added: bool,
+    /// Its sequence number.
+    pub seq: i64,
+    /// The sequence number given just before it, when this call added it (-1 otherwise).
+    pub previous: i64,
+    /// Older messages dropped because the inbox was full.
+    pub dropped: Vec<String>,
+    /// Nodes that hold sockets of the user.
+    pub nodes: Vec<String>,
+}
+
+/// One message read from an inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its sequence number.
+    pub seq: i64,
+    /// The message id.
+    pub id: String,
+    /// The message as JSON.
+    pub message: String,
+}
+
+/// What a read found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Messages after the cursor, in order.
+    pub entries: Vec<Entry>,
+    /// Messages found expired, now removed.
+    pub expired: Vec<String>,
+    /// The cursor to read on from.
+    pub cursor: i64,
+    /// Whether more may follow.
+    pub more: bool,
+}
+
+fn number(text: &str) -> i64 {
+    // Scores come back as integers or as doubles in exponent form; both are exact below 2^53.
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| text.parse::<f64>().ok().map(|value| value as i64))
+        .unwrap_or(0)
+}
+
+/// The parts of one message in an inbox.
+pub struct NewMessage<'a> {
+    /// The message id.
+    pub id: &'a str,
+    /// The message as JSON.
+    pub json: &'a str,
+    /// When it expires (Unix ms).
+    pub expires_at: i64,
+}
+
+/// Stores `message` in each user's inbox, in one pipeline; also adds each user to the expiry
+/// index `due_key`. Results are in the order of `users`.
+pub async fn store_many(
+    redis: &mut RedisConnection,
+    app: &AppId,
+    users: &[UserId],
+    message: &NewMessage<'_>,
+    capacity: usize,
+    due_key: &str,
+) -> redis::RedisResult<Vec<Stored>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    const KEEP_PAST_EXPIRY_MS: i64 = 24 * 3600 * 1000;
+    let mut pipe = redis::pipe();
+    pipe.load_script(&STORE).ignore();
+    for user in users {
+        let keys = InboxKeys::new(app, user);
+        pipe.invoke_script(
+            STORE
+                .key(&keys.entries)
+                .key(&keys.messages)
+                .key(&keys.expiries)
+                .key(&keys.acked)
+                .key(&keys.connections)
+                .arg(message.id)
+                .arg(message.json)
+                .arg(message.expires_at)
+                .arg(capacity)
+                .arg(KEEP_PAST_EXPIRY_MS),
+        );
+        pipe.cmd("ZADD")
+            .arg(due_key)
+            .arg("LT")
+            .arg(message.expires_at)
+            .arg(due_member(app, user))
+            .ignore();
+    }
+    type Reply = (i64, String, String, Vec<String>, Vec<String>);
+    let replies: Vec<Reply> = pipe.query_async(redis).await?;
+    Ok(replies
+        .into_iter()
+        .map(|(stored, seq, previous, dropped, nodes)| Stored {
+            in_inbox: stored >= 0,
+            added: stored == 1,
+            seq: number(&seq),
+            previous: number(&previous),
+            dropped,
+            nodes,
+        })
+        .collect())
+}
+
+/// Reads up to `limit` messages after `cursor`; expired ones are removed and listed apart.
+pub async fn read(
+    redis: &mut RedisConnection,
+    keys: &InboxKeys,
+    cursor: i64,
+    limit: usize,
+) -> redis::RedisResult<Read> {
+    type Reply = (Vec<String>, Vec<String>, String, String, i64);
+    let (flat, expired, last, top, more): Reply = READ
+        .key(&keys.entries)
+        .key(&keys.messages)
+        .key(&keys.expiries)
+        .arg(cursor)
+        .arg(limit.max(1))
+        .invoke_async(redis)
+        .await?;
+    let entries = flat
+        .chunks_exact(3)
+        .map(|chunk| Entry {
+            seq: number(&chunk[0]),
+            id: chunk[1].clone(),
+            message: chunk[2].clone(),
+        })
+        .collect();
+    let more = more == 1;
+    let last = number(&last);
+    // Everything up to the inbox's last sequence has been seen unless the read was cut short.
+    let cursor = if more { last } else { last.max(number(&top)) };
+    Ok(Read {
+        entries,
+        expired,
+        cursor,
+        more,
+    })
+}
+
+/// Removes acknowledged messages; returns those that were in the inbox.
+pub async fn acknowledge(
+    redis: &mut RedisConnection,
+    keys: &InboxKeys,
+    ids: &[String],
+) -> redis::RedisResult<Vec<String>> {
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+    let mut invocation = ACK.key(&keys.entries);
+    invocation
+        .key(&keys.messages)
+        .key(&keys.expiries)
+        .key(&keys.acked)
+        .arg(DAY_MS);
+    for id in ids {
+        invocation.arg(id);
+    }
+    invocation.invoke_async(redis).await
+}
+
+/// Removes expired messages; returns them and the earliest expiry left.
+pub async fn purge(
+    redis: &mut RedisConnection,
+    keys: &InboxKeys,
+) -> redis::RedisResult<(Vec<String>, Option<i64>)> {
+    let (expired, first): (Vec<String>, String) = PURGE
+        .key(&keys.entries)
+        .key(&keys.messages)
+        .key(&keys.expiries)
+        .invoke_async(redis)
+        .await?;
+    Ok((expired, (!first.is_empty()).then(|| number(&first))))
+}
+
+/// The earliest expiry in the inbox, if any.
+pub async fn earliest_expiry(
+    redis: &mut RedisConnection,
+    keys: &InboxKeys,
+) -> redis::RedisResult<Option<i64>> {
+    let first: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&keys.expiries)
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .query_async(redis)
+        .await?;
+    Ok(first.get(1).map(|score| number(score)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_parse_in_both_forms() {
+        assert_eq!(number("1763790000000000"), 1_763_790_000_000_000);
+        assert_eq!(number("1.763790000000001e+15"), 1_763_790_000_000_001);
+        assert_eq!(number("0"), 0);
+    }
+}

@@ -1,0 +1,26 @@
+//! The WebSocket deliverer: the one stateful Sprayer service. It holds browser sockets and
+//! keeps every user's WebSocket messages in a durable inbox in Redis until a browser of the
+//! user acknowledges them.
+//!
+//! - [`consumer`] takes `jobs.ws`, stores each message in its recipients' [`inbox`]es and
+//!   publishes [`wake`]-ups to the nodes that hold their sockets (found in `conn:`);
+//! - [`http`] upgrades `GET /v1/ws`, and [`socket`] runs each socket: the backlog, live
+//!   messages, acks, heartbeats and close codes, by the frame [`protocol`];
+//! - [`registry`] is this node's map of sockets and its `conn:` entries;
+//! - [`reporter`] publishes `sent`, `delivered` and `expired`; [`sweeper`] expires messages of
+//!   users who do not connect;
+//! - [`app`] builds and runs a node; [`hub`] is what its sockets share.
+
+pub mod app;
+pub mod consumer;
+pub mod http;
+pub mod hub;
+pub mod inbox;
+pub mod protocol;
+pub mod registry;
+pub mod reporter;
+pub mod socket;
+pub mod sweeper;
+pub mod wake;
+
+pub use app::Deliverer;

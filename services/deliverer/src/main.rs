@@ -1,0 +1,30 @@
+//! `sprayer-deliverer`: one WebSocket deliverer node.
+
+use anyhow::Context;
+use clap::Parser;
+use sprayer_deliverer::Deliverer;
+use sprayer_shared::Settings;
+
+/// Holds browser sockets and delivers their users' inboxes.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// A TOML settings file (else SPRAYER_CONFIG, else defaults and SPRAYER_* variables).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings = Settings::load_or_exit(args.config.as_deref());
+    sprayer_shared::telemetry::init("deliverer", &settings.telemetry);
+    let shutdown = sprayer_shared::shutdown::on_signal();
+    let deliverer = Deliverer::build(settings)
+        .await
+        .context("starting the deliverer")?;
+    deliverer
+        .run_until_stopped(shutdown)
+        .await
+        .context("running the deliverer")
+}

@@ -1,0 +1,115 @@
+//! Delivery feedback from the sockets (`sent`, `delivered`, `expired`), gathered into status
+//! batches and published with confirms, retrying while the broker is away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sprayer_shared::amqp::Publisher;
+use sprayer_shared::model::{
+    AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Events waiting to be published, at most.
+const QUEUE: usize = 65_536;
+
+/// Hands events to the publishing task; clone freely. The task ends when every clone is gone.
+#[derive(Clone)]
+pub struct Reporter {
+    sender: mpsc::Sender<DeliveryEvent>,
+}
+
+/// A `ws` delivery event for `user` of `app`; `None` when `message` is not a message id.
+pub fn ws_event(
+    app: &AppId,
+    user: &UserId,
+    message: &str,
+    status: DeliveryStatus,
+    error: Option<&str>,
+) -> Option<DeliveryEvent> {
+    Some(DeliveryEvent {
+        app: app.clone(),
+        message: MessageId::parse(message).ok()?,
+        channel: Channel::Ws,
+        user: user.clone(),
+        device: DeviceId::inbox(),
+        status,
+        attempt: 1,
+        error: error.map(str::to_owned),
+        at: now_ms(),
+    })
+}
+
+impl Reporter {
+    /// Starts the publishing task; after `stop` it publishes what is queued and ends.
+    pub fn start(
+        publisher: Arc<Publisher>,
+        batch: usize,
+        stop: CancellationToken,
+    ) -> (Reporter, JoinHandle<()>) {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(publish_loop(publisher, receiver, batch.max(1), stop));
+        (Reporter { sender }, task)
+    }
+
+    /// Queues `event`; waits when the queue is full.
+    pub async fn report(&self, event: Option<DeliveryEvent>) {
+        if let Some(event) = event {
+            let status = event.status.as_str();
+            metrics::counter!("sprayer_ws_events_total", "status" => status).increment(1);
+            let _ = self.sender.send(event).await;
+        }
+    }
+}
+
+async fn publish_loop(
+    publisher: Arc<Publisher>,
+    mut receiver: mpsc::Receiver<DeliveryEvent>,
+    batch: usize,
+    stop: CancellationToken,
+) {
+    let mut events = Vec::with_capacity(batch);
+    loop {
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut events, batch) => received,
+            _ = stop.cancelled() => {
+                while events.len() < QUEUE {
+                    match receiver.try_recv() {
+                        Ok(event) => events.push(event),
+                        Err(_) => break,
+                    }
+                }
+                publish(&publisher, std::mem::take(&mut events)).await;
+                return;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        publish(&publisher, std::mem::take(&mut events)).await;
+    }
+}
+
+async fn publish(publisher: &Publisher, events: Vec<DeliveryEvent>) {
+    for chunk in events.chunks(1_000) {
+        let status = StatusBatch {
+            messages: Vec::new(),
+            deliveries: chunk.to_vec(),
+        };
+        let message = match publisher.topology().status_message(&status) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(%error, "cannot encode delivery events");
+                continue;
+            }
+        };
+        let mut backoff = Duration::from_millis(100);
+        while let Err(error) = publisher.publish(message.clone()).await {
+            tracing::warn!(%error, "cannot publish delivery events; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}

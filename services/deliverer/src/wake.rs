@@ -1,0 +1,145 @@
+//! Wake-ups between nodes: after storing a message, the job consumer publishes one wake-up per
+//! node that holds sockets of its recipients, on that node's channel `node:<node_id>`. The
+//! wake-up carries the message, so a socket that is up to date sends it without reading Redis.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use sprayer_shared::model::{AppId, NodeId, UserId};
+use sprayer_shared::redis::RedisConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{Push, Registry};
+
+/// `node:<node_id>`: the pub/sub channel of one node.
+pub fn node_channel(node: &str) -> String {
+    format!("node:{node}")
+}
+
+/// One wake-up: a message stored in the inboxes of some users of one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wake {
+    /// The app.
+    pub app: AppId,
+    /// The message id.
+    pub id: String,
+    /// The message as JSON.
+    pub message: String,
+    /// Each user with the message's sequence number in their inbox and the one before it.
+    pub users: Vec<(UserId, i64, i64)>,
+}
+
+/// Wake-ups being gathered for a batch of users: node → users.
+#[derive(Debug, Default)]
+pub struct Wakes {
+    by_node: HashMap<String, Vec<(UserId, i64, i64)>>,
+}
+
+impl Wakes {
+    /// Notes that `node` holds sockets of `user`.
+    pub fn add(&mut self, node: String, user: &UserId, seq: i64, previous: i64) {
+        self.by_node
+            .entry(node)
+            .or_default()
+            .push((user.clone(), seq, previous));
+    }
+
+    /// Publishes one wake-up per node. A wake-up lost here only delays delivery until the
+    /// socket next reads its inbox; the message is stored.
+    pub async fn publish(
+        self,
+        redis: &mut RedisConnection,
+        app: &AppId,
+        id: &str,
+        message: &str,
+    ) -> redis::RedisResult<()> {
+        if self.by_node.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (node, users) in self.by_node {
+            let wake = Wake {
+                app: app.clone(),
+                id: id.to_owned(),
+                message: message.to_owned(),
+                users,
+            };
+            let body = serde_json::to_string(&wake).unwrap_or_default();
+            pipe.publish(node_channel(&node), body).ignore();
+        }
+        pipe.query_async::<()>(redis).await
+    }
+}
+
+/// Listens on this node's channel until `shutdown`, resubscribing after a lost connection
+/// (and then telling every socket to read its inbox, as wake-ups may have been missed).
+pub async fn listen(
+    client: redis::Client,
+    node: NodeId,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) {
+    let channel = node_channel(node.as_str());
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            redis::RedisResult::Ok(pubsub)
+        }
+        .await;
+        let mut pubsub = match subscribed {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to the node's wake-ups; retrying");
+                if !sprayer_shared::shutdown::sleep_or_cancel(backoff, &shutdown).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        tracing::info!(channel, "listening for wake-ups");
+        registry.catch_up_all();
+        let mut messages = pubsub.on_message();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = messages.next() => match next {
+                    None => {
+                        tracing::warn!("wake-up subscription lost; resubscribing");
+                        break;
+                    }
+                    Some(message) => deliver(&registry, message.get_payload_bytes()),
+                },
+            }
+        }
+    }
+}
+
+fn deliver(registry: &Registry, payload: &[u8]) {
+    let wake: Wake = match serde_json::from_slice(payload) {
+        Ok(wake) => wake,
+        Err(error) => {
+            tracing::warn!(%error, "unreadable wake-up ignored");
+            return;
+        }
+    };
+    let id: Arc<str> = wake.id.into();
+    let message: Arc<str> = wake.message.into();
+    let mut reached = 0;
+    for (user, seq, previous) in wake.users {
+        let push = Push::Entry {
+            seq,
+            previous,
+            id: id.clone(),
+            message: message.clone(),
+        };
+        reached += registry.push(&wake.app, &user, &push);
+    }
+    metrics::counter!("sprayer_ws_wakeups_total").increment(reached as u64);
+}
