@@ -133,10 +133,18 @@ impl TestApp {
 
     /// Starts every service with the test settings changed by `adjust`.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_roles(adjust, &sprayer::Role::ALL).await
+    }
+
+    /// Starts the services of `roles` with the test settings changed by `adjust`.
+    pub async fn spawn_roles(
+        adjust: impl FnOnce(&mut Settings),
+        roles: &[sprayer::Role],
+    ) -> TestApp {
         require_servers().await;
         let mut settings = test_settings();
         adjust(&mut settings);
-        let sprayer = Sprayer::build(settings.clone())
+        let sprayer = Sprayer::build_roles(settings.clone(), roles)
             .await
             .expect("sprayer starts");
         let base = format!("http://{}", sprayer.address().expect("the accepter runs"));

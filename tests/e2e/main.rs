@@ -18,4 +18,5 @@ mod sms;
 mod validation;
 mod webpush;
 mod ws;
+mod ws_nodes;
 mod wsclient;

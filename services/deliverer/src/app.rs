@@ -92,6 +92,7 @@ impl Deliverer {
             reporter,
             draining: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            publisher: publisher.clone(),
         });
         Ok(Deliverer {
             hub,

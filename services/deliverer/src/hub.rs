@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 use sprayer_shared::Settings;
+use sprayer_shared::amqp::{AmqpError, Publisher};
+use sprayer_shared::model::{DeliveryEvent, StatusBatch};
 use sprayer_shared::redis::RedisConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,4 +29,29 @@ pub struct Hub {
     pub draining: CancellationToken,
     /// Every open socket, so that stopping waits for them.
     pub tracker: TaskTracker,
+    /// Publishes feedback that must be confirmed before the client is answered.
+    pub publisher: Arc<Publisher>,
+}
+
+impl Hub {
+    /// Publishes `events` as one status batch and waits for the broker's confirm.
+    pub async fn publish_events(&self, events: Vec<DeliveryEvent>) -> Result<(), AmqpError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        for event in &events {
+            metrics::counter!("sprayer_ws_events_total", "status" => event.status.as_str())
+                .increment(1);
+        }
+        let batch = StatusBatch {
+            messages: Vec::new(),
+            deliveries: events,
+        };
+        let message = self
+            .publisher
+            .topology()
+            .status_message(&batch)
+            .map_err(|error| AmqpError::Unavailable(error.to_string()))?;
+        self.publisher.publish(message).await
+    }
 }

@@ -144,12 +144,12 @@ return {out, expired, last, redis.call('HGET', KEYS[2], '~seq') or '0', more}
 });
 
 /// KEYS: entries, messages, expiries, acked. ARGV: a day in ms, ids...
-/// Returns the ids that were in the inbox and are now removed.
+/// Returns {ids removed now, ids acknowledged before}.
 static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r"
-local removed = {}
+local removed, before = {}, {}
 local keep = now
 for i = 2, #ARGV do
   local id = ARGV[i]
@@ -161,6 +161,8 @@ for i = 2, #ARGV do
     redis.call('ZADD', KEYS[4], string.format('%.0f', until_ms), id)
     if until_ms > keep then keep = until_ms end
     table.insert(removed, id)
+  elseif redis.call('ZSCORE', KEYS[4], id) then
+    table.insert(before, id)
   end
 end
 if #removed > 0 then
@@ -169,7 +171,7 @@ if #removed > 0 then
     redis.call('PEXPIREAT', KEYS[4], string.format('%.0f', keep))
   end
 end
-return removed
+return {removed, before}
 "
     ))
 });
@@ -341,12 +343,21 @@ pub async fn read(
     })
 }
 
-/// Removes acknowledged messages; returns those that were in the inbox.
+/// What an ack did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acked {
+    /// Ids removed from the inbox now.
+    pub removed: Vec<String>,
+    /// Ids acknowledged before (an ack sent again, from this device or another).
+    pub before: Vec<String>,
+}
+
+/// Removes acknowledged messages from the inbox.
 pub async fn acknowledge(
     redis: &mut RedisConnection,
     keys: &InboxKeys,
     ids: &[String],
-) -> redis::RedisResult<Vec<String>> {
+) -> redis::RedisResult<Acked> {
     const DAY_MS: i64 = 24 * 3600 * 1000;
     let mut invocation = ACK.key(&keys.entries);
     invocation
@@ -357,7 +368,8 @@ pub async fn acknowledge(
     for id in ids {
         invocation.arg(id);
     }
-    invocation.invoke_async(redis).await
+    let (removed, before) = invocation.invoke_async(redis).await?;
+    Ok(Acked { removed, before })
 }
 
 /// Removes expired messages; returns them and the earliest expiry left.

@@ -351,8 +351,8 @@ impl Session {
             return Ok(());
         }
         let mut redis = self.hub.redis.clone();
-        let removed = match inbox::acknowledge(&mut redis, &self.keys, &ids).await {
-            Ok(removed) => removed,
+        let acked = match inbox::acknowledge(&mut redis, &self.keys, &ids).await {
+            Ok(acked) => acked,
             Err(error) => {
                 tracing::warn!(%error, "cannot store acks");
                 return self
@@ -363,17 +363,24 @@ impl Session {
                     .await;
             }
         };
-        metrics::counter!("sprayer_ws_acks_total").increment(removed.len() as u64);
-        for id in &removed {
-            self.hub
-                .reporter
-                .report(ws_event(
-                    &self.app,
-                    &self.user,
-                    id,
-                    DeliveryStatus::Delivered,
-                    None,
-                ))
+        metrics::counter!("sprayer_ws_acks_total").increment(acked.removed.len() as u64);
+        // `delivered` is published with a confirm before the client hears `acked`: an ack the
+        // client saw confirmed is recorded even if this node dies next. An ack sent again
+        // publishes again (the feeder keeps one record), which covers a node that died between
+        // removing the messages and publishing.
+        let events: Vec<_> = acked
+            .removed
+            .iter()
+            .chain(&acked.before)
+            .filter_map(|id| ws_event(&self.app, &self.user, id, DeliveryStatus::Delivered, None))
+            .collect();
+        if let Err(error) = self.hub.publish_events(events).await {
+            tracing::warn!(%error, "cannot publish delivered events");
+            return self
+                .send(
+                    socket,
+                    protocol::error("unavailable", "acks not confirmed; send them again"),
+                )
                 .await;
         }
         self.send(socket, protocol::acked(&ids)).await
