@@ -18,7 +18,8 @@ build:
 run: stack build
 	SPRAYER_CONFIG=$(RUN_CONFIG) ./target/release/sprayer run
 
-test: stack
+test:
+	@bash scripts/stack.sh test
 	bash scripts/test.sh
 
 lint:

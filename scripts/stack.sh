@@ -4,6 +4,8 @@
 #
 #   scripts/stack.sh deps   install what is missing (Debian packages, the MongoDB-compatible server)
 #   scripts/stack.sh up     deps, then start each server that is not answering yet
+#   scripts/stack.sh test   up, plus what the tests' protocol peers need (Python and npm packages,
+#                           Debian's chromium for the browser test)
 #   scripts/stack.sh down   stop the servers this script started
 #
 # Environment: SPRAYER_MONGODB_URL (use that MongoDB; nothing is installed or started for it),
@@ -55,9 +57,7 @@ mongo_binary() {
 }
 
 deps() {
-  apt_install redis-server rabbitmq-server openssl
-  peer_venv
-  peer_node
+  apt_install redis-server rabbitmq-server
   if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi
   if [ -z "$(mongo_binary)" ]; then
     apt_install cmake
@@ -70,6 +70,14 @@ deps() {
       python_fallback
     fi
   fi
+}
+
+# What the tests' peers need: openssl (the test CA), Python and npm packages, and Chromium for
+# the browser test (driven by npm playwright-core).
+test_deps() {
+  apt_install openssl chromium
+  peer_venv
+  peer_node
 }
 
 # The Python packages the test peers use, in their own virtualenv.
@@ -87,7 +95,7 @@ peer_node() {
   local peers="$root_dir/tests/peers"
   [ -f "$peers/package-lock.json" ] || return 0
   if ! command -v npm >/dev/null 2>&1; then apt_install nodejs npm; fi
-  if [ ! -d "$peers/node_modules/smpp" ]; then
+  if [ ! -d "$peers/node_modules/smpp" ] || [ ! -d "$peers/node_modules/playwright-core" ]; then
     log "installing the test peers' npm packages"
     (cd "$peers" && npm ci --no-audit --no-fund --silent)
   fi
@@ -159,6 +167,7 @@ down() {
 case "${1:-up}" in
   deps) deps ;;
   up) up ;;
+  test) test_deps; up ;;
   down) down ;;
-  *) echo "usage: $0 deps|up|down" >&2; exit 2 ;;
+  *) echo "usage: $0 deps|up|test|down" >&2; exit 2 ;;
 esac

@@ -18,5 +18,6 @@ mod sms;
 mod validation;
 mod webpush;
 mod ws;
+mod ws_browser;
 mod ws_nodes;
 mod wsclient;
