@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_CONFIG ?= config/local.toml
 
-.PHONY: run test stack stack-down build lint fmt
+.PHONY: run test bench stack stack-down build lint fmt
 
 stack:
 	@bash scripts/stack.sh up
@@ -21,6 +21,14 @@ run: stack build
 test:
 	@bash scripts/stack.sh test
 	bash scripts/test.sh
+
+# Benchmarks: the local stack, the release build and the socket.io peer's npm packages, then
+# every scenario (or SCENARIOS="sockets peer"); figures in bench/results/latest.json.
+bench:
+	@bash scripts/stack.sh up
+	@cd bench/socketio && { [ -d node_modules/socket.io ] || npm ci --no-audit --no-fund --silent; }
+	$(CARGO) build --release -p sprayer -p sprayer-bench
+	ulimit -n "$$(ulimit -Hn)" && ./target/release/sprayer-bench $(SCENARIOS)
 
 lint:
 	$(CARGO) fmt --all -- --check

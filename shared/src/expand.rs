@@ -172,3 +172,59 @@ async fn pending_addresses(
     }
     Ok(recipients)
 }
+
+/// The users a job reaches on a channel where a user holds one address for all devices (the
+/// `ws` inbox): every user of the target who has an endpoint on the job's channel, each once,
+/// in the target's order. A group's per-channel sets already hold only such users, so groups
+/// cost one pipelined `SMEMBERS` per shard and no endpoint reads.
+pub async fn users_with_endpoint(
+    redis: &mut RedisConnection,
+    job: &Job,
+    shards: u16,
+    batch: usize,
+) -> redis::RedisResult<Vec<UserId>> {
+    let candidates = match &job.target {
+        JobTarget::User(user) => vec![user.clone()],
+        JobTarget::Users(users) => users.clone(),
+        JobTarget::Retry(pending) => pending
+            .iter()
+            .map(|delivery| delivery.user.clone())
+            .collect(),
+        JobTarget::Group(group) => {
+            let mut pipe = redis::pipe();
+            for shard in 0..shards {
+                pipe.smembers(group_channel_key(&job.app, group, job.channel, shard));
+            }
+            let members: Vec<Vec<String>> = pipe.query_async(redis).await?;
+            return Ok(parse_users(members.into_iter().flatten()));
+        }
+        JobTarget::GroupShard { group, shard } => {
+            let members: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(group_channel_key(&job.app, group, job.channel, *shard))
+                .query_async(redis)
+                .await?;
+            return Ok(parse_users(members));
+        }
+    };
+    let mut seen = std::collections::HashSet::with_capacity(candidates.len());
+    let unique: Vec<UserId> = candidates
+        .into_iter()
+        .filter(|user| seen.insert(user.clone()))
+        .collect();
+    let mut users = Vec::with_capacity(unique.len());
+    for chunk in unique.chunks(batch.max(1)) {
+        let mut pipe = redis::pipe();
+        for user in chunk {
+            pipe.exists(endpoints_key(&job.app, user, job.channel));
+        }
+        let present: Vec<bool> = pipe.query_async(redis).await?;
+        users.extend(
+            chunk
+                .iter()
+                .zip(present)
+                .filter(|(_, present)| *present)
+                .map(|(user, _)| user.clone()),
+        );
+    }
+    Ok(users)
+}

@@ -83,6 +83,7 @@ impl Deliverer {
             redis: redis.clone(),
             publisher: publisher.clone(),
             due_key: due_key(&settings),
+            seq_key: format!("{}ws-seq", settings.amqp.prefix),
         });
         let hub = Arc::new(Hub {
             token_secret: deliverer.token_secret.clone(),

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{self, AmqpError, Publisher};
-use sprayer_shared::expand::{Expansion, expand};
+use sprayer_shared::expand::users_with_endpoint;
 use sprayer_shared::model::{
     Channel, DeliveryEvent, DeliveryStatus, Job, StatusBatch, UserId, now_ms,
 };
@@ -28,6 +29,11 @@ use crate::wake::Wakes;
 
 /// How long feedback publishing may take to finish after shutdown is asked.
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
+/// Redis pipelines in flight at once for one job while handing a message over to the nodes.
+const PIPELINES: usize = 4;
+/// Store pipelines in flight at once: one, so that the inbox writes, which no socket waits
+/// for, leave Redis and the cores to the live delivery of a broadcast.
+const STORE_PIPELINES: usize = 1;
 /// Pause before a job whose stores failed goes back to the queue.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -37,9 +43,6 @@ pub enum StoreError {
     /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// RabbitMQ failed.
-    #[error("{0}")]
-    Amqp(#[from] AmqpError),
 }
 
 /// What the consumer needs.
@@ -52,6 +55,8 @@ pub struct Storer {
     pub publisher: Arc<Publisher>,
     /// The expiry index key.
     pub due_key: String,
+    /// The sequence key, `<prefix>ws-seq`.
+    pub seq_key: String,
 }
 
 /// The message as a socket receives it, without the frame around it.
@@ -69,38 +74,22 @@ fn message_json(job: &Job) -> String {
 
 impl Storer {
     /// Stores one job's message in its recipients' inboxes; returns the feedback to publish.
-    pub async fn store(&self, job: &Job) -> Result<Vec<DeliveryEvent>, StoreError> {
+    ///
+    /// A job seen for the first time is handed to the nodes holding its users' sockets before
+    /// it is stored, so that live delivery does not wait for the inbox writes; a job the broker
+    /// delivers again (another node may have sent it already, and a client acked it) is only
+    /// stored, and sockets read what is new from their inbox.
+    pub async fn store(
+        &self,
+        job: &Job,
+        redelivered: bool,
+    ) -> Result<Vec<DeliveryEvent>, StoreError> {
+        let started = std::time::Instant::now();
         let mut redis = self.redis.clone();
         let settings = &self.settings;
-        let expansion = expand(
-            &mut redis,
-            job,
-            settings.redis.group_shards,
-            usize::MAX,
-            settings.dispatcher.lookup_batch,
-        )
-        .await?;
-        let recipients = match expansion {
-            Expansion::Recipients(recipients) => recipients,
-            // Not with an unbounded inline threshold; if it ever happens, the parts are jobs.
-            Expansion::Split(jobs) => {
-                let topology = self.publisher.topology();
-                let messages = jobs
-                    .iter()
-                    .map(|job| topology.job_message(Channel::Ws, job))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|error| AmqpError::Unavailable(error.to_string()))?;
-                self.publisher.publish_all(&messages).await?;
-                return Ok(Vec::new());
-            }
-        };
-        let mut users: Vec<UserId> = Vec::with_capacity(recipients.len());
-        let mut seen = std::collections::HashSet::with_capacity(recipients.len());
-        for recipient in recipients {
-            if recipient.address.is_some() && seen.insert(recipient.user.clone()) {
-                users.push(recipient.user);
-            }
-        }
+        let batch = settings.dispatcher.lookup_batch.max(1);
+        let users =
+            users_with_endpoint(&mut redis, job, settings.redis.group_shards, batch).await?;
         let id = job.message_id.as_str();
         if job.expired_at(now_ms()) {
             return Ok(users
@@ -113,42 +102,127 @@ impl Storer {
             id,
             json: &json,
             expires_at: job.expires_at,
+            seq: inbox::next_seq(&mut redis, &self.seq_key).await?,
         };
-        let mut events = Vec::with_capacity(users.len());
-        for chunk in users.chunks(settings.dispatcher.lookup_batch.max(1)) {
-            let stored = inbox::store_many(
-                &mut redis,
-                &job.app,
-                chunk,
-                &message,
-                settings.deliverer.inbox_max,
-                &self.due_key,
-            )
-            .await?;
-            let mut wakes = Wakes::default();
-            for (user, stored) in chunk.iter().zip(stored) {
-                if !stored.in_inbox {
-                    continue;
+        let mut woken: Vec<Vec<String>> = Vec::with_capacity(users.len());
+        if !redelivered {
+            let mut pending = FuturesOrdered::new();
+            let mut chunks = users.chunks(batch);
+            loop {
+                while pending.len() < PIPELINES {
+                    let Some(chunk) = chunks.next() else { break };
+                    pending.push_back(self.hand_over(job, chunk, &message));
                 }
-                events.extend(ws_event(&job.app, user, id, DeliveryStatus::Queued, None));
-                for dropped in &stored.dropped {
-                    events.extend(ws_event(
-                        &job.app,
-                        user,
-                        dropped,
-                        DeliveryStatus::Failed,
-                        Some("inbox full: dropped for newer messages"),
-                    ));
+                match pending.next().await {
+                    Some(nodes) => woken.extend(nodes?),
+                    None => break,
                 }
-                for node in stored.nodes {
-                    wakes.add(node, user, stored.seq, stored.previous);
-                }
-            }
-            if let Err(error) = wakes.publish(&mut redis, &job.app, id, &json).await {
-                tracing::warn!(%error, "cannot publish wake-ups; sockets catch up later");
             }
         }
-        metrics::counter!("sprayer_ws_stored_total").increment(events.len() as u64);
+        let handed_over = started.elapsed();
+        woken.resize(users.len(), Vec::new());
+        let mut pending = FuturesOrdered::new();
+        let mut chunks = users.chunks(batch).zip(woken.chunks(batch));
+        let mut events = Vec::with_capacity(users.len());
+        loop {
+            while pending.len() < STORE_PIPELINES {
+                let Some((chunk, woken)) = chunks.next() else {
+                    break;
+                };
+                pending.push_back(self.store_batch(job, chunk, &message, woken));
+            }
+            match pending.next().await {
+                Some(stored) => events.extend(stored?),
+                None => break,
+            }
+        }
+        metrics::counter!("sprayer_ws_stored_total").increment(users.len() as u64);
+        tracing::debug!(
+            message = %job.message_id,
+            users = users.len(),
+            handed_over_ms = handed_over.as_millis() as u64,
+            stored_ms = started.elapsed().as_millis() as u64,
+            since_accepted_ms = now_ms() - job.created_at,
+            "ws job stored"
+        );
+        Ok(events)
+    }
+
+    /// Publishes the message to the nodes holding sockets of `users`; returns each user's nodes.
+    async fn hand_over(
+        &self,
+        job: &Job,
+        users: &[UserId],
+        message: &NewMessage<'_>,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut redis = self.redis.clone();
+        let nodes = inbox::nodes_of(&mut redis, &job.app, users).await?;
+        let mut wakes = Wakes::default();
+        for (user, nodes) in users.iter().zip(&nodes) {
+            for node in nodes {
+                wakes.add(node.clone(), user, message.seq);
+            }
+        }
+        if let Err(error) = wakes
+            .publish(&mut redis, &job.app, message.id, Some(message.json))
+            .await
+        {
+            tracing::warn!(%error, "cannot publish wake-ups; sockets get the message once stored");
+            return Ok(vec![Vec::new(); users.len()]);
+        }
+        Ok(nodes)
+    }
+
+    /// Stores one batch; tells the nodes that were not handed the message (a socket connected
+    /// meanwhile) to read the inbox.
+    async fn store_batch(
+        &self,
+        job: &Job,
+        users: &[UserId],
+        message: &NewMessage<'_>,
+        woken: &[Vec<String>],
+    ) -> Result<Vec<DeliveryEvent>, StoreError> {
+        let mut redis = self.redis.clone();
+        let stored = inbox::store_many(
+            &mut redis,
+            &job.app,
+            users,
+            message,
+            self.settings.deliverer.inbox_max,
+            &self.due_key,
+        )
+        .await?;
+        let mut events = Vec::with_capacity(users.len());
+        let mut wakes = Wakes::default();
+        for ((user, stored), woken) in users.iter().zip(stored).zip(woken) {
+            let status = if stored.acked_before {
+                DeliveryStatus::Delivered
+            } else {
+                DeliveryStatus::Queued
+            };
+            events.extend(ws_event(&job.app, user, message.id, status, None));
+            for dropped in &stored.dropped {
+                events.extend(ws_event(
+                    &job.app,
+                    user,
+                    dropped,
+                    DeliveryStatus::Failed,
+                    Some("inbox full: dropped for newer messages"),
+                ));
+            }
+            if stored.in_inbox {
+                for node in stored
+                    .nodes
+                    .into_iter()
+                    .filter(|node| !woken.contains(node))
+                {
+                    wakes.add(node, user, stored.seq);
+                }
+            }
+        }
+        if let Err(error) = wakes.publish(&mut redis, &job.app, message.id, None).await {
+            tracing::warn!(%error, "cannot publish wake-ups; sockets catch up later");
+        }
         Ok(events)
     }
 
@@ -242,7 +316,7 @@ async fn handle(
             return None;
         }
     };
-    let events = match storer.store(&job).await {
+    let events = match storer.store(&job, delivery.redelivered).await {
         Ok(events) => events,
         Err(error) => {
             tracing::warn!(%error, message = %job.message_id, "ws job not stored; requeued");

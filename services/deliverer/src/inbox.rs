@@ -5,13 +5,14 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `inbox:{app:user}` | ZSET | message id → sequence number (the inbox order) |
-//! | `inbox:{app:user}:m` | HASH | message id → the message as JSON; `~seq`, the last sequence given |
+//! | `inbox:{app:user}:m` | HASH | message id → the message as JSON |
 //! | `inbox:{app:user}:exp` | ZSET | message id → expiry (Unix ms) |
-//! | `inbox:{app:user}:acked` | ZSET | acknowledged message id → expiry: a job delivered twice does not bring it back |
+//! | `inbox:{app:user}:acked` | ZSET | acknowledged message id → expiry: a job delivered twice does not bring it back (pruned on acks) |
 //! | `conn:{app:user}` | HASH | deliverer node → until when (Unix ms) it holds sockets of the user |
 //!
-//! Sequence numbers grow with the Redis clock (`max(last + 1, now_ms × 1000)`), so they keep
-//! growing even when an emptied inbox's keys expire and are created again.
+//! A message has one sequence number in every inbox it is stored in, taken per job from
+//! `<prefix>ws-seq` (`max(last + 1, now_ms × 1000)` on the Redis clock): jobs are stored one
+//! after the other, so sequence order is sending order, across consumer failovers too.
 
 use std::sync::LazyLock;
 
@@ -55,29 +56,38 @@ pub fn due_member(app: &AppId, user: &UserId) -> String {
 
 const NOW: &str = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n";
 
+/// KEYS: the sequence key. Returns the next sequence number.
+static NEXT_SEQ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NOW}{}",
+        r"
+local seq = math.max(tonumber(redis.call('GET', KEYS[1]) or '0') + 1, now * 1000)
+local text = string.format('%.0f', seq)
+redis.call('SET', KEYS[1], text)
+return text
+"
+    ))
+});
+
 /// KEYS: entries, messages, expiries, acked, connections.
-/// ARGV: id, message JSON, expires (ms), inbox capacity, key lifetime past the expiry (ms).
-/// Returns {stored (1 new, 0 already there, -1 already acknowledged), seq, previous seq,
-/// dropped ids, nodes holding sockets}.
+/// ARGV: id, message JSON, expires (ms), inbox capacity, key lifetime past the expiry (ms), seq.
+/// Returns {stored (1 new, 0 already there, -1 already acknowledged), its seq, dropped ids,
+/// nodes holding sockets}.
 static STORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r"
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-local stored, seq, prev = 0, 0, -1
+local stored, seq = 0, ARGV[6]
 local dropped = {}
 if redis.call('ZSCORE', KEYS[4], ARGV[1]) then
   stored = -1
 else
   local existing = redis.call('ZSCORE', KEYS[1], ARGV[1])
   if existing then
-    seq = tonumber(existing)
+    seq = existing
   else
-    prev = tonumber(redis.call('HGET', KEYS[2], '~seq') or '0')
-    seq = math.max(prev + 1, now * 1000)
-    local text = string.format('%.0f', seq)
-    redis.call('HSET', KEYS[2], '~seq', text, ARGV[1], ARGV[2])
-    redis.call('ZADD', KEYS[1], text, ARGV[1])
+    redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+    redis.call('ZADD', KEYS[1], seq, ARGV[1])
     redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
     stored = 1
     local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
@@ -90,11 +100,10 @@ else
       end
     end
     local keep = tonumber(ARGV[3]) + tonumber(ARGV[5])
-    for i = 1, 3 do
-      local pttl = redis.call('PTTL', KEYS[i])
-      if pttl < 0 or now + pttl < keep then
-        redis.call('PEXPIREAT', KEYS[i], string.format('%.0f', keep))
-      end
+    local pttl = redis.call('PTTL', KEYS[1])
+    if pttl < 0 or now + pttl < keep then
+      local at = string.format('%.0f', keep)
+      for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], at) end
     end
   end
 end
@@ -107,13 +116,13 @@ for i = 1, #held, 2 do
     redis.call('HDEL', KEYS[5], held[i])
   end
 end
-return {stored, string.format('%.0f', seq), string.format('%.0f', prev), dropped, nodes}
+return {stored, seq, dropped, nodes}
 "
     ))
 });
 
 /// KEYS: entries, messages, expiries. ARGV: cursor (exclusive), most entries.
-/// Returns {{seq, id, message, ...}, expired ids, last seq scanned, the inbox's last seq, more}.
+/// Returns {{seq, id, message, ...}, expired ids, last seq scanned, more}.
 static READ: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
@@ -138,38 +147,39 @@ for i = 1, #found, 2 do
 end
 local more = 0
 if #found / 2 >= tonumber(ARGV[2]) then more = 1 end
-return {out, expired, last, redis.call('HGET', KEYS[2], '~seq') or '0', more}
+return {out, expired, last, more}
 "
     ))
 });
 
 /// KEYS: entries, messages, expiries, acked. ARGV: a day in ms, ids...
+/// Every id is remembered as acknowledged (until the message's expiry, or a day for an id not
+/// in the inbox: a job still being stored must not bring it back).
 /// Returns {ids removed now, ids acknowledged before}.
 static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r"
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 local removed, before = {}, {}
 local keep = now
 for i = 2, #ARGV do
   local id = ARGV[i]
   local expires = redis.call('ZSCORE', KEYS[3], id)
+  local until_ms = tonumber(expires or (now + tonumber(ARGV[1])))
   if redis.call('ZREM', KEYS[1], id) == 1 then
     redis.call('HDEL', KEYS[2], id)
     redis.call('ZREM', KEYS[3], id)
-    local until_ms = tonumber(expires or (now + tonumber(ARGV[1])))
-    redis.call('ZADD', KEYS[4], string.format('%.0f', until_ms), id)
-    if until_ms > keep then keep = until_ms end
     table.insert(removed, id)
-  elseif redis.call('ZSCORE', KEYS[4], id) then
+    redis.call('ZADD', KEYS[4], string.format('%.0f', until_ms), id)
+  elseif redis.call('ZADD', KEYS[4], 'NX', string.format('%.0f', until_ms), id) == 0 then
     table.insert(before, id)
   end
+  if until_ms > keep then keep = until_ms end
 end
-if #removed > 0 then
-  local pttl = redis.call('PTTL', KEYS[4])
-  if pttl < 0 or now + pttl < keep then
-    redis.call('PEXPIREAT', KEYS[4], string.format('%.0f', keep))
-  end
+local pttl = redis.call('PTTL', KEYS[4])
+if pttl < 0 or now + pttl < keep then
+  redis.call('PEXPIREAT', KEYS[4], string.format('%.0f', keep))
 end
 return {removed, before}
 "
@@ -202,10 +212,11 @@ pub struct Stored {
     pub in_inbox: bool,
     /// Whether this call added it.
     pub added: bool,
+    /// Whether it was acknowledged before this call (a job delivered twice, or an ack that came
+    /// while the job was being stored).
+    pub acked_before: bool,
     /// Its sequence number.
     pub seq: i64,
-    /// The sequence number given just before it, when this call added it (-1 otherwise).
-    pub previous: i64,
     /// Older messages dropped because the inbox was full.
     pub dropped: Vec<String>,
     /// Nodes that hold sockets of the user.
@@ -252,6 +263,38 @@ pub struct NewMessage<'a> {
     pub json: &'a str,
     /// When it expires (Unix ms).
     pub expires_at: i64,
+    /// Its sequence number in every inbox (from [`next_seq`]).
+    pub seq: i64,
+}
+
+/// The next sequence number, from `seq_key` (`<prefix>ws-seq`).
+pub async fn next_seq(redis: &mut RedisConnection, seq_key: &str) -> redis::RedisResult<i64> {
+    let seq: String = NEXT_SEQ.key(seq_key).invoke_async(redis).await?;
+    Ok(number(&seq))
+}
+
+/// The nodes that hold sockets of each user (live entries of `conn:`), in one pipeline.
+pub async fn nodes_of(
+    redis: &mut RedisConnection,
+    app: &AppId,
+    users: &[UserId],
+) -> redis::RedisResult<Vec<Vec<String>>> {
+    let mut pipe = redis::pipe();
+    for user in users {
+        pipe.hgetall(connections_key(app, user));
+    }
+    let held: Vec<std::collections::HashMap<String, i64>> = pipe.query_async(redis).await?;
+    let now = sprayer_shared::model::now_ms();
+    Ok(held
+        .into_iter()
+        .map(|nodes| {
+            nodes
+                .into_iter()
+                .filter(|(_, until)| *until > now)
+                .map(|(node, _)| node)
+                .collect()
+        })
+        .collect())
 }
 
 /// Stores `message` in each user's inbox, in one pipeline; also adds each user to the expiry
@@ -283,7 +326,8 @@ pub async fn store_many(
                 .arg(message.json)
                 .arg(message.expires_at)
                 .arg(capacity)
-                .arg(KEEP_PAST_EXPIRY_MS),
+                .arg(KEEP_PAST_EXPIRY_MS)
+                .arg(message.seq),
         );
         pipe.cmd("ZADD")
             .arg(due_key)
@@ -292,15 +336,15 @@ pub async fn store_many(
             .arg(due_member(app, user))
             .ignore();
     }
-    type Reply = (i64, String, String, Vec<String>, Vec<String>);
+    type Reply = (i64, String, Vec<String>, Vec<String>);
     let replies: Vec<Reply> = pipe.query_async(redis).await?;
     Ok(replies
         .into_iter()
-        .map(|(stored, seq, previous, dropped, nodes)| Stored {
+        .map(|(stored, seq, dropped, nodes)| Stored {
             in_inbox: stored >= 0,
             added: stored == 1,
+            acked_before: stored < 0,
             seq: number(&seq),
-            previous: number(&previous),
             dropped,
             nodes,
         })
@@ -314,8 +358,8 @@ pub async fn read(
     cursor: i64,
     limit: usize,
 ) -> redis::RedisResult<Read> {
-    type Reply = (Vec<String>, Vec<String>, String, String, i64);
-    let (flat, expired, last, top, more): Reply = READ
+    type Reply = (Vec<String>, Vec<String>, String, i64);
+    let (flat, expired, last, more): Reply = READ
         .key(&keys.entries)
         .key(&keys.messages)
         .key(&keys.expiries)
@@ -331,15 +375,11 @@ pub async fn read(
             message: chunk[2].clone(),
         })
         .collect();
-    let more = more == 1;
-    let last = number(&last);
-    // Everything up to the inbox's last sequence has been seen unless the read was cut short.
-    let cursor = if more { last } else { last.max(number(&top)) };
     Ok(Read {
         entries,
         expired,
-        cursor,
-        more,
+        cursor: number(&last).max(cursor),
+        more: more == 1,
     })
 }
 

@@ -18,17 +18,21 @@ use crate::inbox::connections_key;
 /// What a socket is told.
 #[derive(Debug, Clone)]
 pub enum Push {
-    /// A message was stored in the user's inbox with `seq`, right after `previous` (-1 when not
-    /// known): a socket whose cursor is `previous` sends it as is, any other reads the inbox.
+    /// A message being stored in the user's inbox with `seq`: a socket whose cursor is below
+    /// it sends it as is.
     Entry {
         /// Its sequence number.
         seq: i64,
-        /// The sequence number just before it.
-        previous: i64,
         /// Its id.
         id: Arc<str>,
         /// The message as JSON.
         message: Arc<str>,
+    },
+    /// A message was stored with `seq`: a socket whose cursor is below it missed it and reads
+    /// the inbox.
+    Stored {
+        /// Its sequence number.
+        seq: i64,
     },
     /// Read the inbox from the cursor on (wake-ups may have been missed).
     CatchUp,

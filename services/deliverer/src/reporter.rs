@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Events waiting to be published, at most.
 const QUEUE: usize = 65_536;
+/// How long the first event of a batch waits for more.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+/// Most events gathered before publishing.
+const LARGEST_BATCH: usize = 20_000;
 
 /// Hands events to the publishing task; clone freely. The task ends when every clone is gone.
 #[derive(Clone)]
@@ -87,6 +91,21 @@ async fn publish_loop(
         };
         if received == 0 {
             return;
+        }
+        // Let a burst (a broadcast to many sockets) gather, so that feedback is written in a
+        // few large batches after it rather than competing with it.
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while events.len() < LARGEST_BATCH {
+            let room = LARGEST_BATCH - events.len();
+            tokio::select! {
+                _ = &mut linger => break,
+                more = receiver.recv_many(&mut events, room) => {
+                    if more == 0 {
+                        break;
+                    }
+                }
+            }
         }
         publish(&publisher, std::mem::take(&mut events)).await;
     }

@@ -1,6 +1,7 @@
-//! Wake-ups between nodes: after storing a message, the job consumer publishes one wake-up per
-//! node that holds sockets of its recipients, on that node's channel `node:<node_id>`. The
-//! wake-up carries the message, so a socket that is up to date sends it without reading Redis.
+//! Wake-ups between nodes, on each node's channel `node:<node_id>`. For a new job the consumer
+//! first publishes the message itself to the nodes that hold sockets of its recipients (found in
+//! `conn:`), so sockets send it while it is being stored; after storing, it tells any node that
+//! was not reached that way (a socket that connected meanwhile) to read the inbox.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,42 +20,43 @@ pub fn node_channel(node: &str) -> String {
     format!("node:{node}")
 }
 
-/// One wake-up: a message stored in the inboxes of some users of one app.
+/// One wake-up: a message for some users of one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wake {
     /// The app.
     pub app: AppId,
     /// The message id.
     pub id: String,
-    /// The message as JSON.
-    pub message: String,
-    /// Each user with the message's sequence number in their inbox and the one before it.
-    pub users: Vec<(UserId, i64, i64)>,
+    /// The message as JSON; absent when the sockets are only told to read their inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Each user with the message's sequence number in their inbox.
+    pub users: Vec<(UserId, i64)>,
 }
 
 /// Wake-ups being gathered for a batch of users: node → users.
 #[derive(Debug, Default)]
 pub struct Wakes {
-    by_node: HashMap<String, Vec<(UserId, i64, i64)>>,
+    by_node: HashMap<String, Vec<(UserId, i64)>>,
 }
 
 impl Wakes {
     /// Notes that `node` holds sockets of `user`.
-    pub fn add(&mut self, node: String, user: &UserId, seq: i64, previous: i64) {
+    pub fn add(&mut self, node: String, user: &UserId, seq: i64) {
         self.by_node
             .entry(node)
             .or_default()
-            .push((user.clone(), seq, previous));
+            .push((user.clone(), seq));
     }
 
-    /// Publishes one wake-up per node. A wake-up lost here only delays delivery until the
-    /// socket next reads its inbox; the message is stored.
+    /// Publishes one wake-up per node, carrying `message` when given. A wake-up lost here only
+    /// delays delivery until the socket next reads its inbox; the message is stored.
     pub async fn publish(
         self,
         redis: &mut RedisConnection,
         app: &AppId,
         id: &str,
-        message: &str,
+        message: Option<&str>,
     ) -> redis::RedisResult<()> {
         if self.by_node.is_empty() {
             return Ok(());
@@ -64,7 +66,7 @@ impl Wakes {
             let wake = Wake {
                 app: app.clone(),
                 id: id.to_owned(),
-                message: message.to_owned(),
+                message: message.map(str::to_owned),
                 users,
             };
             let body = serde_json::to_string(&wake).unwrap_or_default();
@@ -130,14 +132,16 @@ fn deliver(registry: &Registry, payload: &[u8]) {
         }
     };
     let id: Arc<str> = wake.id.into();
-    let message: Arc<str> = wake.message.into();
+    let message: Option<Arc<str>> = wake.message.map(Into::into);
     let mut reached = 0;
-    for (user, seq, previous) in wake.users {
-        let push = Push::Entry {
-            seq,
-            previous,
-            id: id.clone(),
-            message: message.clone(),
+    for (user, seq) in wake.users {
+        let push = match &message {
+            Some(message) => Push::Entry {
+                seq,
+                id: id.clone(),
+                message: message.clone(),
+            },
+            None => Push::Stored { seq },
         };
         reached += registry.push(&wake.app, &user, &push);
     }

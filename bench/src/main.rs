@@ -1,0 +1,49 @@
+//! `sprayer-bench`: runs the benchmark scenarios against the real servers (started by
+//! `make bench` with the README's own stack script), prints one table and writes the same
+//! figures to `bench/results/latest.json`. Every load is bounded in count and time and aims at
+//! loopback only.
+//!
+//! - [`platform`] starts Sprayer's processes (release build) in a fresh namespace;
+//! - [`sockets`]: 15,000 WebSockets on one deliverer process and one message to a group of all
+//!   of them (RSS per socket, p50/p99 from POST to receipt), and the same broadcast through a
+//!   minimal socket.io 4 server with its Redis adapter, measured by the same client harness.
+
+mod platform;
+mod report;
+mod sockets;
+
+use clap::Parser;
+
+/// The benchmark scenarios.
+#[derive(Parser)]
+struct Args {
+    /// Scenarios to run (default: all): sockets, peer.
+    scenarios: Vec<String>,
+    /// Sockets in the socket scenarios.
+    #[arg(long, default_value_t = 15_000)]
+    sockets: usize,
+    /// Client processes the sockets are spread over (the open-file cap is per process).
+    #[arg(long, default_value_t = 3)]
+    client_processes: usize,
+    /// Where the JSON goes.
+    #[arg(long, default_value = "bench/results/latest.json")]
+    output: std::path::PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let wanted = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
+    let mut report = report::Report::new();
+    if wanted("sockets") {
+        let figures = sockets::sprayer(args.sockets, args.client_processes).await?;
+        report.add("sockets", figures);
+    }
+    if wanted("peer") {
+        let figures = sockets::socketio(args.sockets, args.client_processes).await?;
+        report.add("peer", figures);
+    }
+    report.print();
+    report.write(&args.output)?;
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Sprayer's own processes for a benchmark: the API, dispatchers and feeder in one process and
+//! one deliverer node in another (so that its memory is measured alone), from the release build,
+//! in a fresh namespace (queue prefix, database, app) on the local stack.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The running platform.
+pub struct Platform {
+    /// `http://127.0.0.1:port` of the API.
+    pub api: String,
+    /// `ws://127.0.0.1:port` of the deliverer.
+    pub ws: String,
+    /// The app key.
+    pub key: String,
+    /// A client with a large pool.
+    pub http: reqwest::Client,
+    processes: Vec<Child>,
+    deliverer_pid: u32,
+}
+
+/// The release binary next to this one.
+pub fn binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("binary folder")?.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: run `make bench`",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Resident memory of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Starts `command` and returns it with the first stdout line that starts with `prefix`
+/// (the rest of the line).
+pub async fn start_until(mut command: Command, prefix: &str) -> anyhow::Result<(Child, String)> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting a process")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Some(rest.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .with_context(|| format!("the process never printed {prefix:?}"))?;
+    // The process's logs (warnings and up, or what RUST_LOG asks for) go to stderr.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+        }
+    });
+    Ok((child, found))
+}
+
+fn sprayer(roles: &str, namespace: &str, admin: &str) -> anyhow::Result<Command> {
+    let mut command = Command::new(binary("sprayer")?);
+    command
+        .args(["run", "--only", roles])
+        .env_remove("SPRAYER_CONFIG")
+        .env("SPRAYER_AMQP_PREFIX", format!("{namespace}."))
+        .env("SPRAYER_AMQP_QUEUE_EXPIRES", "10m")
+        .env("SPRAYER_MONGODB_DATABASE", format!("sprayer_{namespace}"))
+        .env("SPRAYER_ACCEPTER_CHANNELS", r#"["http","ws"]"#)
+        .env("SPRAYER_ACCEPTER_LISTEN", "127.0.0.1:0")
+        .env("SPRAYER_DELIVERER_LISTEN", "127.0.0.1:0")
+        .env(
+            "SPRAYER_DELIVERER_TOKEN_SECRET",
+            format!("{namespace}-token-secret-0123456789abcdef"),
+        )
+        .env("SPRAYER_DELIVERER_TOKEN_TTL", "1h")
+        .env("SPRAYER_ADMIN_TOKEN", admin)
+        .env("SPRAYER_TELEMETRY_FILTER", "warn");
+    Ok(command)
+}
+
+impl Platform {
+    /// Starts the processes and creates an app.
+    pub async fn start() -> anyhow::Result<Platform> {
+        let namespace = format!("bench{:08x}", rand::random::<u32>());
+        let admin = format!("{namespace}-admin");
+        let (api_process, api) = start_until(
+            sprayer(
+                &std::env::var("BENCH_API_ROLES")
+                    .unwrap_or_else(|_| "accepter,dispatchers,feeder".into()),
+                &namespace,
+                &admin,
+            )?,
+            "Sprayer API on ",
+        )
+        .await?;
+        let api = api.split_whitespace().next().unwrap_or_default().to_owned();
+        let (deliverer, ws) = start_until(
+            sprayer("deliverer", &namespace, &admin)?,
+            "WebSocket deliverer on ",
+        )
+        .await?;
+        let ws = ws.split("/v1/ws").next().unwrap_or_default().to_owned();
+        let deliverer_pid = deliverer.id().context("deliverer pid")?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let created: serde_json::Value = http
+            .post(format!("{api}/admin/v1/apps"))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"name": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let key = created["key"].as_str().context("app key")?.to_owned();
+        Ok(Platform {
+            api,
+            ws,
+            key,
+            http,
+            processes: vec![api_process, deliverer],
+            deliverer_pid,
+        })
+    }
+
+    /// The deliverer's process id.
+    pub fn deliverer_pid(&self) -> u32 {
+        self.deliverer_pid
+    }
+
+    /// Mints a token for each user (opening their inboxes) and puts them all in `group`;
+    /// returns the tokens.
+    pub async fn ws_users(&self, users: usize, group: &str) -> anyhow::Result<Vec<String>> {
+        let results = futures::stream::iter(0..users)
+            .map(|n| async move {
+                let user = format!("u{n}");
+                self.http
+                    .put(format!("{}/v1/groups/{group}/members/{user}", self.api))
+                    .bearer_auth(&self.key)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let token: serde_json::Value = self
+                    .http
+                    .post(format!("{}/v1/users/{user}/ws-token", self.api))
+                    .bearer_auth(&self.key)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                anyhow::Ok(token["token"].as_str().unwrap_or_default().to_owned())
+            })
+            .buffered(64)
+            .collect::<Vec<_>>()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Sends `body` as the app; returns the message id.
+    pub async fn send(&self, body: &serde_json::Value) -> anyhow::Result<String> {
+        let answer: serde_json::Value = self
+            .http
+            .post(format!("{}/v1/messages", self.api))
+            .bearer_auth(&self.key)
+            .json(body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Stops every process.
+    pub async fn stop(mut self) {
+        for process in &mut self.processes {
+            let _ = process.start_kill();
+            let _ = process.wait().await;
+        }
+    }
+}
