@@ -10,6 +10,11 @@ use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Redis of the local stack.
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// MongoDB of the local stack.
+const MONGODB_URL: &str = "mongodb://127.0.0.1:27017";
+
 /// The running platform.
 pub struct Platform {
     /// `http://127.0.0.1:port` of the API.
@@ -22,6 +27,8 @@ pub struct Platform {
     pub http: reqwest::Client,
     processes: Vec<Child>,
     deliverer_pid: u32,
+    app: String,
+    database: String,
 }
 
 /// The release binary next to this one.
@@ -139,6 +146,7 @@ impl Platform {
             .json()
             .await?;
         let key = created["key"].as_str().context("app key")?.to_owned();
+        let app = created["id"].as_str().context("app id")?.to_owned();
         Ok(Platform {
             api,
             ws,
@@ -146,6 +154,8 @@ impl Platform {
             http,
             processes: vec![api_process, deliverer],
             deliverer_pid,
+            app,
+            database: format!("sprayer_{namespace}"),
         })
     }
 
@@ -198,11 +208,46 @@ impl Platform {
         Ok(answer["id"].as_str().unwrap_or_default().to_owned())
     }
 
-    /// Stops every process.
+    /// Stops every process and removes what the run left in Redis and MongoDB, so that runs
+    /// do not slow each other down (queues expire on their own).
     pub async fn stop(mut self) {
         for process in &mut self.processes {
             let _ = process.start_kill();
             let _ = process.wait().await;
         }
+        if let Err(error) = self.clean().await {
+            eprintln!("cleaning up after the run: {error}");
+        }
+    }
+
+    async fn clean(&self) -> anyhow::Result<()> {
+        let client = redis::Client::open(REDIS_URL)?;
+        let mut redis = client.get_multiplexed_async_connection().await?;
+        for pattern in [format!("*{{{}:*", self.app), format!("*:{}:*", self.app)] {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(5_000)
+                    .query_async(&mut redis)
+                    .await?;
+                if !keys.is_empty() {
+                    redis::cmd("UNLINK")
+                        .arg(&keys)
+                        .query_async::<()>(&mut redis)
+                        .await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        let mongo = mongodb::Client::with_uri_str(MONGODB_URL).await?;
+        mongo.database(&self.database).drop().await?;
+        Ok(())
     }
 }

@@ -33,6 +33,49 @@ async fn pause_for_profiler(scenario: &str, pid: u32) {
     }
 }
 
+/// CPU time (user + system, ms) of every process on the machine, by command name.
+fn cpu_by_process() -> std::collections::HashMap<String, u64> {
+    let mut totals = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return totals;
+    };
+    for entry in entries.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        *totals.entry(name).or_insert(0) += ticks * 10;
+    }
+    totals
+}
+
+/// With `BENCH_CPU=1`, prints the CPU each kind of process used between `before` and now.
+fn print_cpu(scenario: &str, before: &std::collections::HashMap<String, u64>) {
+    if std::env::var("BENCH_CPU").is_err() {
+        return;
+    }
+    let after = cpu_by_process();
+    let mut used: Vec<(String, u64)> = after
+        .into_iter()
+        .map(|(name, ms)| {
+            let earlier = before.get(&name).copied().unwrap_or(0);
+            (name, ms.saturating_sub(earlier))
+        })
+        .filter(|(_, ms)| *ms > 0)
+        .collect();
+    used.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+    eprintln!("{scenario}: CPU ms during the broadcast: {used:?}");
+}
+
 struct Clients {
     processes: Vec<(Child, Lines<BufReader<ChildStdout>>)>,
 }
@@ -161,6 +204,7 @@ pub async fn sprayer(sockets: usize, processes: usize) -> anyhow::Result<Value> 
         rss_after / 1024
     );
     pause_for_profiler("sockets", pid).await;
+    let cpu_before = cpu_by_process();
     let sent_at = now_us();
     platform
         .send(&json!({
@@ -169,6 +213,7 @@ pub async fn sprayer(sockets: usize, processes: usize) -> anyhow::Result<Value> 
         }))
         .await?;
     let received = clients.results().await?;
+    print_cpu("sockets", &cpu_before);
     platform.stop().await;
     Ok(figures(open, rss_before, rss_after, sent_at, &received))
 }
@@ -198,6 +243,7 @@ pub async fn socketio(sockets: usize, processes: usize) -> anyhow::Result<Value>
     let rss_after = rss_kib(pid);
     eprintln!("peer: {open} open, socket.io RSS {} MiB", rss_after / 1024);
     pause_for_profiler("peer", pid).await;
+    let cpu_before = cpu_by_process();
     let sent_at = now_us();
     reqwest::Client::new()
         .post(format!("http://{base}/broadcast"))
@@ -205,6 +251,7 @@ pub async fn socketio(sockets: usize, processes: usize) -> anyhow::Result<Value>
         .await?
         .error_for_status()?;
     let received = clients.results().await?;
+    print_cpu("peer", &cpu_before);
     let _ = node.start_kill();
     let _ = node.wait().await;
     Ok(figures(open, rss_before, rss_after, sent_at, &received))

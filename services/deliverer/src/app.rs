@@ -64,7 +64,12 @@ impl Deliverer {
             Some(id) => NodeId::parse(id.as_str())?,
             None => NodeId::generate(),
         };
-        let registry = Arc::new(Registry::new(node, redis.clone(), deliverer.conn_ttl));
+        let registry = Arc::new(Registry::new(
+            node,
+            redis.clone(),
+            deliverer.conn_ttl,
+            nodes_key(&settings),
+        ));
         let reporter_stop = CancellationToken::new();
         let (reporter, reporter_task) = Reporter::start(
             publisher.clone(),
@@ -84,6 +89,8 @@ impl Deliverer {
             publisher: publisher.clone(),
             due_key: due_key(&settings),
             seq_key: format!("{}ws-seq", settings.amqp.prefix),
+            nodes_key: nodes_key(&settings),
+            registry: registry.clone(),
         });
         let hub = Arc::new(Hub {
             token_secret: deliverer.token_secret.clone(),
@@ -168,6 +175,11 @@ impl Deliverer {
         tracing::info!("deliverer stopped");
         server.await.unwrap_or(Ok(()))
     }
+}
+
+/// `<amqp.prefix>ws-nodes`: ZSET of live deliverer nodes by until when they are known alive.
+pub fn nodes_key(settings: &Settings) -> String {
+    format!("{}ws-nodes", settings.amqp.prefix)
 }
 
 /// `<amqp.prefix>inbox-due`: the index of inboxes by earliest expiry. It carries the queue

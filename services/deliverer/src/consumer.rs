@@ -31,9 +31,13 @@ use crate::wake::Wakes;
 const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// Redis pipelines in flight at once for one job while handing a message over to the nodes.
 const PIPELINES: usize = 4;
-/// Store pipelines in flight at once: one, so that the inbox writes, which no socket waits
-/// for, leave Redis and the cores to the live delivery of a broadcast.
-const STORE_PIPELINES: usize = 1;
+/// Longest wait for this node's sockets to write a live message before its inbox writes start.
+const SETTLE_AT_MOST: Duration = Duration::from_millis(500);
+/// Recipients from which a message is handed to every live node rather than to the nodes
+/// `conn:` names for each user.
+const BROADCAST_FROM: usize = 256;
+/// Store pipelines in flight at once.
+const STORE_PIPELINES: usize = 4;
 /// Pause before a job whose stores failed goes back to the queue.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -57,6 +61,10 @@ pub struct Storer {
     pub due_key: String,
     /// The sequence key, `<prefix>ws-seq`.
     pub seq_key: String,
+    /// The live nodes, `<prefix>ws-nodes`.
+    pub nodes_key: String,
+    /// This node's sockets.
+    pub registry: Arc<crate::registry::Registry>,
 }
 
 /// The message as a socket receives it, without the frame around it.
@@ -104,32 +112,40 @@ impl Storer {
             expires_at: job.expires_at,
             seq: inbox::next_seq(&mut redis, &self.seq_key).await?,
         };
-        let mut woken: Vec<Vec<String>> = Vec::with_capacity(users.len());
+        // Large batches go to every live node, which picks its own users: cheaper than looking
+        // up each user's nodes. Small ones go only where `conn:` says.
+        let everyone = if !redelivered && users.len() >= BROADCAST_FROM {
+            Some(inbox::live_nodes(&mut redis, &self.nodes_key).await?)
+        } else {
+            None
+        };
+        let since = self.registry.wakes_seen();
+        let mut own_wakes = 0;
         if !redelivered {
             let mut pending = FuturesOrdered::new();
             let mut chunks = users.chunks(batch);
             loop {
                 while pending.len() < PIPELINES {
                     let Some(chunk) = chunks.next() else { break };
-                    pending.push_back(self.hand_over(job, chunk, &message));
+                    pending.push_back(self.hand_over(job, chunk, &message, everyone.as_deref()));
                 }
                 match pending.next().await {
-                    Some(nodes) => woken.extend(nodes?),
+                    Some(own) => own_wakes += own?,
                     None => break,
                 }
             }
         }
         let handed_over = started.elapsed();
-        woken.resize(users.len(), Vec::new());
+        if own_wakes > 0 {
+            self.registry.settle(since, own_wakes, SETTLE_AT_MOST).await;
+        }
         let mut pending = FuturesOrdered::new();
-        let mut chunks = users.chunks(batch).zip(woken.chunks(batch));
+        let mut chunks = users.chunks(batch);
         let mut events = Vec::with_capacity(users.len());
         loop {
             while pending.len() < STORE_PIPELINES {
-                let Some((chunk, woken)) = chunks.next() else {
-                    break;
-                };
-                pending.push_back(self.store_batch(job, chunk, &message, woken));
+                let Some(chunk) = chunks.next() else { break };
+                pending.push_back(self.store_batch(job, chunk, &message));
             }
             match pending.next().await {
                 Some(stored) => events.extend(stored?),
@@ -148,39 +164,45 @@ impl Storer {
         Ok(events)
     }
 
-    /// Publishes the message to the nodes holding sockets of `users`; returns each user's nodes.
+    /// Publishes the message to the nodes holding sockets of `users` (to `everyone` when
+    /// given); returns how many wake-ups went to this node.
     async fn hand_over(
         &self,
         job: &Job,
         users: &[UserId],
         message: &NewMessage<'_>,
-    ) -> Result<Vec<Vec<String>>, StoreError> {
+        everyone: Option<&[String]>,
+    ) -> Result<u64, StoreError> {
         let mut redis = self.redis.clone();
-        let nodes = inbox::nodes_of(&mut redis, &job.app, users).await?;
+        let nodes = match everyone {
+            Some(nodes) => vec![nodes.to_vec(); users.len()],
+            None => inbox::nodes_of(&mut redis, &job.app, users).await?,
+        };
         let mut wakes = Wakes::default();
         for (user, nodes) in users.iter().zip(&nodes) {
             for node in nodes {
                 wakes.add(node.clone(), user, message.seq);
             }
         }
+        let own = wakes.count_for(self.registry.node().as_str());
         if let Err(error) = wakes
             .publish(&mut redis, &job.app, message.id, Some(message.json))
             .await
         {
             tracing::warn!(%error, "cannot publish wake-ups; sockets get the message once stored");
-            return Ok(vec![Vec::new(); users.len()]);
+            return Ok(0);
         }
-        Ok(nodes)
+        Ok(own)
     }
 
-    /// Stores one batch; tells the nodes that were not handed the message (a socket connected
-    /// meanwhile) to read the inbox.
+    /// Stores one batch, then tells the nodes holding sockets of its users that it is stored:
+    /// a socket that connected after the hand-over (and read its inbox before this write) reads
+    /// it now; the others have it already and do nothing.
     async fn store_batch(
         &self,
         job: &Job,
         users: &[UserId],
         message: &NewMessage<'_>,
-        woken: &[Vec<String>],
     ) -> Result<Vec<DeliveryEvent>, StoreError> {
         let mut redis = self.redis.clone();
         let stored = inbox::store_many(
@@ -194,7 +216,7 @@ impl Storer {
         .await?;
         let mut events = Vec::with_capacity(users.len());
         let mut wakes = Wakes::default();
-        for ((user, stored), woken) in users.iter().zip(stored).zip(woken) {
+        for (user, stored) in users.iter().zip(stored) {
             let status = if stored.acked_before {
                 DeliveryStatus::Delivered
             } else {
@@ -211,11 +233,7 @@ impl Storer {
                 ));
             }
             if stored.in_inbox {
-                for node in stored
-                    .nodes
-                    .into_iter()
-                    .filter(|node| !woken.contains(node))
-                {
+                for node in stored.nodes {
                     wakes.add(node, user, stored.seq);
                 }
             }

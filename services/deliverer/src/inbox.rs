@@ -69,54 +69,63 @@ return text
     ))
 });
 
-/// KEYS: entries, messages, expiries, acked, connections.
+/// KEYS: entries, messages, expiries, acked, connections of each user in turn (five a user).
 /// ARGV: id, message JSON, expires (ms), inbox capacity, key lifetime past the expiry (ms), seq.
-/// Returns {stored (1 new, 0 already there, -1 already acknowledged), its seq, dropped ids,
-/// nodes holding sockets}.
+/// Returns per user {stored (1 new, 0 already there, -1 already acknowledged), its seq,
+/// dropped ids, nodes holding sockets}. One call serves many users: its cost per user is a few
+/// commands, not a script invocation.
 static STORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
         r"
-local stored, seq = 0, ARGV[6]
-local dropped = {}
-if redis.call('ZSCORE', KEYS[4], ARGV[1]) then
-  stored = -1
-else
-  local existing = redis.call('ZSCORE', KEYS[1], ARGV[1])
-  if existing then
-    seq = existing
+local results = {}
+local keep = tonumber(ARGV[3]) + tonumber(ARGV[5])
+local keep_text = string.format('%.0f', keep)
+local capacity = tonumber(ARGV[4])
+for base = 0, #KEYS - 5, 5 do
+  local entries, messages, expiries = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
+  local stored, seq = 0, ARGV[6]
+  local dropped = {}
+  if redis.call('ZSCORE', KEYS[base + 4], ARGV[1]) then
+    stored = -1
   else
-    redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-    redis.call('ZADD', KEYS[1], seq, ARGV[1])
-    redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-    stored = 1
-    local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
-    if over > 0 then
-      dropped = redis.call('ZRANGE', KEYS[1], 0, over - 1)
-      for _, old in ipairs(dropped) do
-        redis.call('ZREM', KEYS[1], old)
-        redis.call('HDEL', KEYS[2], old)
-        redis.call('ZREM', KEYS[3], old)
+    local existing = redis.call('ZSCORE', entries, ARGV[1])
+    if existing then
+      seq = existing
+    else
+      redis.call('HSET', messages, ARGV[1], ARGV[2])
+      redis.call('ZADD', entries, seq, ARGV[1])
+      redis.call('ZADD', expiries, ARGV[3], ARGV[1])
+      stored = 1
+      local over = redis.call('ZCARD', entries) - capacity
+      if over > 0 then
+        dropped = redis.call('ZRANGE', entries, 0, over - 1)
+        for _, old in ipairs(dropped) do
+          redis.call('ZREM', entries, old)
+          redis.call('HDEL', messages, old)
+          redis.call('ZREM', expiries, old)
+        end
+      end
+      local pttl = redis.call('PTTL', entries)
+      if pttl < 0 or now + pttl < keep then
+        redis.call('PEXPIREAT', entries, keep_text)
+        redis.call('PEXPIREAT', messages, keep_text)
+        redis.call('PEXPIREAT', expiries, keep_text)
       end
     end
-    local keep = tonumber(ARGV[3]) + tonumber(ARGV[5])
-    local pttl = redis.call('PTTL', KEYS[1])
-    if pttl < 0 or now + pttl < keep then
-      local at = string.format('%.0f', keep)
-      for i = 1, 3 do redis.call('PEXPIREAT', KEYS[i], at) end
+  end
+  local nodes = {}
+  local held = redis.call('HGETALL', KEYS[base + 5])
+  for i = 1, #held, 2 do
+    if tonumber(held[i + 1]) > now then
+      table.insert(nodes, held[i])
+    else
+      redis.call('HDEL', KEYS[base + 5], held[i])
     end
   end
+  table.insert(results, {stored, seq, dropped, nodes})
 end
-local nodes = {}
-local held = redis.call('HGETALL', KEYS[5])
-for i = 1, #held, 2 do
-  if tonumber(held[i + 1]) > now then
-    table.insert(nodes, held[i])
-  else
-    redis.call('HDEL', KEYS[5], held[i])
-  end
-end
-return {stored, seq, dropped, nodes}
+return results
 "
     ))
 });
@@ -273,6 +282,19 @@ pub async fn next_seq(redis: &mut RedisConnection, seq_key: &str) -> redis::Redi
     Ok(number(&seq))
 }
 
+/// The nodes listed alive in `nodes_key` (`<prefix>ws-nodes`).
+pub async fn live_nodes(
+    redis: &mut RedisConnection,
+    nodes_key: &str,
+) -> redis::RedisResult<Vec<String>> {
+    redis::cmd("ZRANGEBYSCORE")
+        .arg(nodes_key)
+        .arg(sprayer_shared::model::now_ms())
+        .arg("+inf")
+        .query_async(redis)
+        .await
+}
+
 /// The nodes that hold sockets of each user (live entries of `conn:`), in one pipeline.
 pub async fn nodes_of(
     redis: &mut RedisConnection,
@@ -283,22 +305,24 @@ pub async fn nodes_of(
     for user in users {
         pipe.hgetall(connections_key(app, user));
     }
-    let held: Vec<std::collections::HashMap<String, i64>> = pipe.query_async(redis).await?;
+    // HGETALL as flat lists: node, until, node, until...
+    let held: Vec<Vec<String>> = pipe.query_async(redis).await?;
     let now = sprayer_shared::model::now_ms();
     Ok(held
         .into_iter()
-        .map(|nodes| {
-            nodes
-                .into_iter()
-                .filter(|(_, until)| *until > now)
-                .map(|(node, _)| node)
+        .map(|flat| {
+            flat.chunks_exact(2)
+                .filter(|pair| pair[1].parse::<i64>().is_ok_and(|until| until > now))
+                .map(|pair| pair[0].clone())
                 .collect()
         })
         .collect())
 }
 
-/// Stores `message` in each user's inbox, in one pipeline; also adds each user to the expiry
-/// index `due_key`. Results are in the order of `users`.
+/// Stores `message` in each user's inbox and adds each user to the expiry index `due_key`,
+/// in one round trip and one script call. (On Redis Cluster, where one call may touch one
+/// slot only, the users of a call would have to share a slot.) Results are in the order of
+/// `users`.
 pub async fn store_many(
     redis: &mut RedisConnection,
     app: &AppId,
@@ -311,33 +335,34 @@ pub async fn store_many(
         return Ok(Vec::new());
     }
     const KEEP_PAST_EXPIRY_MS: i64 = 24 * 3600 * 1000;
-    let mut pipe = redis::pipe();
-    pipe.load_script(&STORE).ignore();
+    let mut invocation = STORE.prepare_invoke();
     for user in users {
         let keys = InboxKeys::new(app, user);
-        pipe.invoke_script(
-            STORE
-                .key(&keys.entries)
-                .key(&keys.messages)
-                .key(&keys.expiries)
-                .key(&keys.acked)
-                .key(&keys.connections)
-                .arg(message.id)
-                .arg(message.json)
-                .arg(message.expires_at)
-                .arg(capacity)
-                .arg(KEEP_PAST_EXPIRY_MS)
-                .arg(message.seq),
-        );
-        pipe.cmd("ZADD")
-            .arg(due_key)
-            .arg("LT")
-            .arg(message.expires_at)
-            .arg(due_member(app, user))
-            .ignore();
+        invocation
+            .key(keys.entries)
+            .key(keys.messages)
+            .key(keys.expiries)
+            .key(keys.acked)
+            .key(keys.connections);
     }
-    type Reply = (i64, String, Vec<String>, Vec<String>);
-    let replies: Vec<Reply> = pipe.query_async(redis).await?;
+    invocation
+        .arg(message.id)
+        .arg(message.json)
+        .arg(message.expires_at)
+        .arg(capacity)
+        .arg(KEEP_PAST_EXPIRY_MS)
+        .arg(message.seq);
+    let mut pipe = redis::pipe();
+    pipe.load_script(&STORE).ignore();
+    pipe.invoke_script(&invocation);
+    let mut due = redis::cmd("ZADD");
+    due.arg(due_key).arg("LT");
+    for user in users {
+        due.arg(message.expires_at).arg(due_member(app, user));
+    }
+    pipe.add_command(due).ignore();
+    type Reply = Vec<(i64, String, Vec<String>, Vec<String>)>;
+    let (replies,): (Reply,) = pipe.query_async(redis).await?;
     Ok(replies
         .into_iter()
         .map(|(stored, seq, dropped, nodes)| Stored {

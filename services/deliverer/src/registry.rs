@@ -1,6 +1,7 @@
 //! The sockets this node holds, by user, and the node's entries in `conn:{app:user}`, which tell
-//! the job consumer (on any node) whom to wake. Entries carry an expiry and are refreshed every
-//! third of `deliverer.conn_ttl`; a node that dies stops refreshing and its entries lapse.
+//! the job consumer (on any node) whom to wake, and in `<prefix>ws-nodes`, the live nodes.
+//! Entries carry an expiry and are refreshed every third of `deliverer.conn_ttl`; a node that
+//! dies stops refreshing and its entries lapse.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub enum Push {
         id: Arc<str>,
         /// The message as JSON.
         message: Arc<str>,
+        /// Counts the push as in flight until the socket has written it (or dropped it).
+        ticket: Ticket,
     },
     /// A message was stored with `seq`: a socket whose cursor is below it missed it and reads
     /// the inbox.
@@ -38,33 +41,69 @@ pub enum Push {
     CatchUp,
 }
 
+/// One live message not yet written by a socket; cloning counts one more, dropping one less.
+#[derive(Debug)]
+pub struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    /// A ticket counted in `counter`.
+    pub fn new(counter: &Arc<AtomicUsize>) -> Ticket {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ticket(counter.clone())
+    }
+}
+
+impl Clone for Ticket {
+    fn clone(&self) -> Ticket {
+        Ticket::new(&self.0)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Handle {
     id: u64,
     sender: mpsc::Sender<Push>,
 }
 
 type UserKey = (AppId, UserId);
+type Sockets = HashMap<AppId, HashMap<UserId, Vec<Handle>>>;
 
 /// The sockets of this node.
 pub struct Registry {
     node: NodeId,
     redis: RedisConnection,
     conn_ttl: Duration,
-    users: Mutex<HashMap<UserKey, Vec<Handle>>>,
+    users: Mutex<Sockets>,
     next_id: AtomicU64,
     open: AtomicUsize,
+    nodes_key: String,
+    in_flight: Arc<AtomicUsize>,
+    wakes_seen: AtomicU64,
 }
 
 impl Registry {
     /// An empty registry for `node`.
-    pub fn new(node: NodeId, redis: RedisConnection, conn_ttl: Duration) -> Registry {
+    pub fn new(
+        node: NodeId,
+        redis: RedisConnection,
+        conn_ttl: Duration,
+        nodes_key: String,
+    ) -> Registry {
         Registry {
+            nodes_key,
             node,
             redis,
             conn_ttl,
             users: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             open: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            wakes_seen: AtomicU64::new(0),
         }
     }
 
@@ -73,7 +112,7 @@ impl Registry {
         &self.node
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<UserKey, Vec<Handle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sockets> {
         // A panic while holding the lock cannot leave the map half-changed: use it as is.
         self.users
             .lock()
@@ -89,7 +128,9 @@ impl Registry {
     ) -> redis::RedisResult<u64> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock()
-            .entry((app.clone(), user.clone()))
+            .entry(app.clone())
+            .or_default()
+            .entry(user.clone())
             .or_default()
             .push(Handle { id, sender });
         self.opened(1);
@@ -106,15 +147,19 @@ impl Registry {
     /// costs nothing, while removing it could race with the same user connecting again.
     pub fn unregister(&self, app: &AppId, user: &UserId, id: u64) {
         let removed = {
-            let mut users = self.lock();
-            let key = (app.clone(), user.clone());
+            let mut sockets = self.lock();
             let mut removed = 0;
-            if let Some(handles) = users.get_mut(&key) {
-                let before = handles.len();
-                handles.retain(|handle| handle.id != id);
-                removed = before - handles.len();
-                if handles.is_empty() {
-                    users.remove(&key);
+            if let Some(users) = sockets.get_mut(app.as_str()) {
+                if let Some(handles) = users.get_mut(user.as_str()) {
+                    let before = handles.len();
+                    handles.retain(|handle| handle.id != id);
+                    removed = before - handles.len();
+                    if handles.is_empty() {
+                        users.remove(user.as_str());
+                    }
+                }
+                if users.is_empty() {
+                    sockets.remove(app.as_str());
                 }
             }
             removed
@@ -122,38 +167,81 @@ impl Registry {
         self.closed(removed);
     }
 
-    /// Hands `push` to every socket of `user`. A socket whose buffer is full is dropped from
-    /// the registry, which its task sees as "slow consumer".
-    pub fn push(&self, app: &AppId, user: &UserId, push: &Push) -> usize {
-        let mut users = self.lock();
-        let key = (app.clone(), user.clone());
-        let Some(handles) = users.get_mut(&key) else {
+    /// Hands each user's push to every socket of that user (users of `app`); returns how many
+    /// sockets were reached. A socket whose buffer is full is dropped from the registry, which
+    /// its task sees as "slow consumer".
+    pub fn push_all<'a>(
+        &self,
+        app: &AppId,
+        pushes: impl IntoIterator<Item = (&'a UserId, Push)>,
+    ) -> usize {
+        let mut sockets = self.lock();
+        let Some(users) = sockets.get_mut(app.as_str()) else {
             return 0;
         };
-        let before = handles.len();
-        handles.retain(|handle| match handle.sender.try_send(push.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("sprayer_ws_slow_consumers_total").increment(1);
-                false
+        let (mut reached, mut dropped) = (0, 0);
+        for (user, push) in pushes {
+            let Some(handles) = users.get_mut(user.as_str()) else {
+                continue;
+            };
+            let before = handles.len();
+            handles.retain(|handle| match handle.sender.try_send(push.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!("sprayer_ws_slow_consumers_total").increment(1);
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            });
+            reached += handles.len();
+            dropped += before - handles.len();
+            if handles.is_empty() {
+                users.remove(user.as_str());
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
-        let reached = handles.len();
-        if handles.is_empty() {
-            users.remove(&key);
         }
-        drop(users);
-        self.closed(before - reached);
+        if users.is_empty() {
+            sockets.remove(app.as_str());
+        }
+        drop(sockets);
+        self.closed(dropped);
         reached
     }
 
     /// Tells every socket to read its inbox (after the wake-up subscription was lost).
     pub fn catch_up_all(&self) {
-        for handles in self.lock().values() {
-            for handle in handles {
+        for users in self.lock().values() {
+            for handle in users.values().flatten() {
                 let _ = handle.sender.try_send(Push::CatchUp);
             }
+        }
+    }
+
+    /// A ticket for a live message handed to sockets.
+    pub fn ticket(&self) -> Ticket {
+        Ticket::new(&self.in_flight)
+    }
+
+    /// Notes that a wake-up was handed to the sockets.
+    pub fn wake_seen(&self) {
+        self.wakes_seen.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Wake-ups handed to the sockets so far.
+    pub fn wakes_seen(&self) -> u64 {
+        self.wakes_seen.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most `longest`) until this node has taken `wakes` more wake-ups than `since`
+    /// and its sockets have written every live message they were handed. The job consumer
+    /// waits so before writing inboxes: the live delivery of a broadcast goes first, the
+    /// inbox writes, which no socket waits for, after it.
+    pub async fn settle(&self, since: u64, wakes: u64, longest: Duration) {
+        let deadline = tokio::time::Instant::now() + longest;
+        while tokio::time::Instant::now() < deadline {
+            if self.wakes_seen() >= since + wakes && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -175,7 +263,10 @@ impl Registry {
     }
 
     fn users(&self) -> Vec<UserKey> {
-        self.lock().keys().cloned().collect()
+        self.lock()
+            .iter()
+            .flat_map(|(app, users)| users.keys().map(|user| (app.clone(), user.clone())))
+            .collect()
     }
 
     async fn mark(&self, redis: &mut RedisConnection, users: &[UserKey]) -> redis::RedisResult<()> {
@@ -190,11 +281,28 @@ impl Registry {
         pipe.query_async::<()>(redis).await
     }
 
-    /// Refreshes this node's `conn:` entries until `shutdown`, then removes them.
+    /// Lists this node in `<prefix>ws-nodes` until when it is known alive.
+    async fn announce(&self, redis: &mut RedisConnection) -> redis::RedisResult<()> {
+        let ttl_ms = i64::try_from(self.conn_ttl.as_millis()).unwrap_or(i64::MAX / 4);
+        redis::cmd("ZADD")
+            .arg(&self.nodes_key)
+            .arg(now_ms() + ttl_ms)
+            .arg(self.node.as_str())
+            .query_async(redis)
+            .await
+    }
+
+    /// Refreshes this node's entries in `<prefix>ws-nodes` and `conn:` until `shutdown`.
     pub async fn keep_alive(self: Arc<Self>, shutdown: CancellationToken) {
         let every = (self.conn_ttl / 3).max(Duration::from_millis(200));
         let mut redis = self.redis.clone();
+        if let Err(error) = self.announce(&mut redis).await {
+            tracing::warn!(%error, "cannot list the node as alive");
+        }
         while sprayer_shared::shutdown::sleep_or_cancel(every, &shutdown).await {
+            if let Err(error) = self.announce(&mut redis).await {
+                tracing::warn!(%error, "cannot list the node as alive");
+            }
             for chunk in self.users().chunks(500) {
                 if let Err(error) = self.mark(&mut redis, chunk).await {
                     tracing::warn!(%error, "cannot refresh the node's connection entries");
@@ -204,9 +312,14 @@ impl Registry {
         }
     }
 
-    /// Removes this node's `conn:` entries (on a clean stop).
+    /// Removes this node's entries in `<prefix>ws-nodes` and `conn:` (on a clean stop).
     pub async fn forget_all(&self) {
         let mut redis = self.redis.clone();
+        let _ = redis::cmd("ZREM")
+            .arg(&self.nodes_key)
+            .arg(self.node.as_str())
+            .query_async::<()>(&mut redis)
+            .await;
         for chunk in self.users().chunks(500) {
             let mut pipe = redis::pipe();
             for (app, user) in chunk {

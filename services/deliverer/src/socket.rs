@@ -261,7 +261,9 @@ impl Session {
     async fn on_push(&mut self, socket: &mut WebSocket, push: Push) -> Result<(), End> {
         match push {
             Push::Entry { seq, .. } | Push::Stored { seq } if seq <= self.cursor => Ok(()),
-            Push::Entry { seq, id, message } => self.deliver(socket, seq, &id, &message).await,
+            Push::Entry {
+                seq, id, message, ..
+            } => self.deliver(socket, seq, &id, &message).await,
             Push::Stored { .. } | Push::CatchUp => self.catch_up(socket).await,
         }
     }

@@ -20,37 +20,45 @@ pub fn node_channel(node: &str) -> String {
     format!("node:{node}")
 }
 
-/// One wake-up: a message for some users of one app.
+/// One wake-up: a message with sequence number `seq` for some users of one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wake {
     /// The app.
     pub app: AppId,
     /// The message id.
     pub id: String,
+    /// The message's sequence number in these users' inboxes.
+    pub seq: i64,
     /// The message as JSON; absent when the sockets are only told to read their inbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// Each user with the message's sequence number in their inbox.
-    pub users: Vec<(UserId, i64)>,
+    /// The users.
+    pub users: Vec<UserId>,
 }
 
-/// Wake-ups being gathered for a batch of users: node → users.
+/// Wake-ups being gathered for a batch of users: (node, seq) → users.
 #[derive(Debug, Default)]
 pub struct Wakes {
-    by_node: HashMap<String, Vec<(UserId, i64)>>,
+    by_node: HashMap<(String, i64), Vec<UserId>>,
 }
 
 impl Wakes {
-    /// Notes that `node` holds sockets of `user`.
+    /// Notes that `node` holds sockets of `user`, whose inbox has the message at `seq`.
     pub fn add(&mut self, node: String, user: &UserId, seq: i64) {
         self.by_node
-            .entry(node)
+            .entry((node, seq))
             .or_default()
-            .push((user.clone(), seq));
+            .push(user.clone());
     }
 
-    /// Publishes one wake-up per node, carrying `message` when given. A wake-up lost here only
-    /// delays delivery until the socket next reads its inbox; the message is stored.
+    /// Wake-ups this will publish to `node`.
+    pub fn count_for(&self, node: &str) -> u64 {
+        self.by_node.keys().filter(|(to, _)| to == node).count() as u64
+    }
+
+    /// Publishes one wake-up per node (and sequence number), carrying `message` when given. A
+    /// wake-up lost here only delays delivery until the socket next reads its inbox; the
+    /// message is stored.
     pub async fn publish(
         self,
         redis: &mut RedisConnection,
@@ -62,10 +70,11 @@ impl Wakes {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for (node, users) in self.by_node {
+        for ((node, seq), users) in self.by_node {
             let wake = Wake {
                 app: app.clone(),
                 id: id.to_owned(),
+                seq,
                 message: message.map(str::to_owned),
                 users,
             };
@@ -131,19 +140,20 @@ fn deliver(registry: &Registry, payload: &[u8]) {
             return;
         }
     };
-    let id: Arc<str> = wake.id.into();
-    let message: Option<Arc<str>> = wake.message.map(Into::into);
-    let mut reached = 0;
-    for (user, seq) in wake.users {
-        let push = match &message {
-            Some(message) => Push::Entry {
-                seq,
-                id: id.clone(),
-                message: message.clone(),
-            },
-            None => Push::Stored { seq },
-        };
-        reached += registry.push(&wake.app, &user, &push);
-    }
+    let push = match wake.message {
+        Some(message) => Push::Entry {
+            seq: wake.seq,
+            id: wake.id.into(),
+            message: message.into(),
+            ticket: registry.ticket(),
+        },
+        None => Push::Stored { seq: wake.seq },
+    };
+    let reached = registry.push_all(
+        &wake.app,
+        wake.users.iter().map(|user| (user, push.clone())),
+    );
+    drop(push);
+    registry.wake_seen();
     metrics::counter!("sprayer_ws_wakeups_total").increment(reached as u64);
 }
