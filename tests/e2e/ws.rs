@@ -146,7 +146,7 @@ async fn a_thousand_messages_to_one_user_arrive_in_sending_order() {
             };
             received.push(message["id"].as_str().unwrap_or_default().to_owned());
             if received.len() % 100 == 0 {
-                client.ack_later(&received[received.len() - 100..]).await;
+                assert!(client.ack_later(&received[received.len() - 100..]).await);
             }
         }
         received

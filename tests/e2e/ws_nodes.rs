@@ -153,8 +153,9 @@ async fn follow(
             .filter(|id| !seen.confirmed.contains(*id))
             .cloned()
             .collect();
-        if !unconfirmed.is_empty() {
-            client.ack_later(&unconfirmed).await;
+        if !unconfirmed.is_empty() && !client.ack_later(&unconfirmed).await {
+            seen.reconnects += 1;
+            continue;
         }
         loop {
             if tokio::time::Instant::now() > deadline {
@@ -170,7 +171,9 @@ async fn follow(
                         seen.after_confirmed_ack.push(id.clone());
                     }
                     seen.received.push(id.clone());
-                    client.ack_later(&[id]).await;
+                    if !client.ack_later(&[id]).await {
+                        break;
+                    }
                 }
                 Some(Frame::Json(frame)) if frame["type"] == "acked" => {
                     for id in frame["ids"].as_array().into_iter().flatten() {

@@ -117,9 +117,10 @@ impl WsClient {
         }
     }
 
-    /// Acks without waiting.
-    pub async fn ack_later(&mut self, ids: &[String]) {
-        self.send(&json!({"type": "ack", "ids": ids})).await;
+    /// Acks without waiting; `false` when the connection is gone.
+    pub async fn ack_later(&mut self, ids: &[String]) -> bool {
+        let frame = json!({"type": "ack", "ids": ids}).to_string();
+        self.stream.send(Message::Text(frame.into())).await.is_ok()
     }
 
     /// Closes from the client side.
