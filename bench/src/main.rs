@@ -8,8 +8,12 @@
 //!   of them (RSS per socket, p50/p99 from POST to receipt), and the same broadcast through a
 //!   minimal socket.io 4 server with its Redis adapter, measured by the same client harness.
 
+mod accept;
+mod fanout;
+mod feedback;
 mod platform;
 mod report;
+mod sink;
 mod sockets;
 
 use clap::Parser;
@@ -17,8 +21,14 @@ use clap::Parser;
 /// The benchmark scenarios.
 #[derive(Parser)]
 struct Args {
-    /// Scenarios to run (default: all): sockets, peer.
+    /// Scenarios to run (default: all): accept, fanout, feedback, sockets, peer.
     scenarios: Vec<String>,
+    /// Group members in the fan-out scenario.
+    #[arg(long, default_value_t = 100_000)]
+    fanout_users: usize,
+    /// Status events in the feedback scenario.
+    #[arg(long, default_value_t = 100_000)]
+    feedback_events: usize,
     /// Sockets in the socket scenarios.
     #[arg(long, default_value_t = 15_000)]
     sockets: usize,
@@ -35,6 +45,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let wanted = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
     let mut report = report::Report::new();
+    if wanted("accept") {
+        report.add("accept", accept::run().await?);
+    }
+    if wanted("fanout") {
+        report.add("fanout", fanout::run(args.fanout_users).await?);
+    }
+    if wanted("feedback") {
+        report.add("feedback", feedback::run(args.feedback_events).await?);
+    }
     if wanted("sockets") {
         let figures = sockets::sprayer(args.sockets, args.client_processes).await?;
         report.add("sockets", figures);

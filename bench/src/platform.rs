@@ -10,10 +10,12 @@ use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// RabbitMQ of the local stack.
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Redis of the local stack.
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// MongoDB of the local stack.
-const MONGODB_URL: &str = "mongodb://127.0.0.1:27017";
+pub const MONGODB_URL: &str = "mongodb://127.0.0.1:27017";
 
 /// The running platform.
 pub struct Platform {
@@ -157,6 +159,22 @@ impl Platform {
             app,
             database: format!("sprayer_{namespace}"),
         })
+    }
+
+    /// The sum of a metric's series on the deliverer's `/metrics`.
+    pub async fn deliverer_metric(&self, name: &str) -> f64 {
+        let url = format!("{}/metrics", self.ws.replacen("ws://", "http://", 1));
+        let Ok(response) = self.http.get(url).send().await else {
+            return 0.0;
+        };
+        response
+            .text()
+            .await
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// The deliverer's process id.

@@ -1,0 +1,127 @@
+//! Scenario 2, fan-out: one message to a group of 100,000 users, once over `ws` (inbox writes,
+//! nobody connected) and once over `http` (a local sink that answers 200 at once): time from
+//! POST to the last delivery and to the last feedback record, and deliveries per second.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::platform::Platform;
+use crate::sink::{Sink, webhook_secret};
+
+/// Longest wait for one side.
+const LONGEST: Duration = Duration::from_secs(180);
+
+async fn wait_for(mut done: impl AsyncFnMut() -> bool) -> Option<f64> {
+    let started = Instant::now();
+    while started.elapsed() < LONGEST {
+        if done().await {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+async fn summary_count(platform: &Platform, id: &str, channel: &str, status: &str) -> u64 {
+    let Ok(response) = platform
+        .http
+        .get(format!("{}/v1/messages/{id}", platform.api))
+        .bearer_auth(&platform.key)
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let summary: Value = response.json().await.unwrap_or(Value::Null);
+    summary["summary"][channel][status].as_u64().unwrap_or(0)
+}
+
+/// Runs the scenario with `users` group members.
+pub async fn run(users: usize) -> anyhow::Result<Value> {
+    let platform = Platform::start().await?;
+    let sink = Sink::start().await?;
+    let setup = Instant::now();
+    let endpoint = json!({"url": sink.url, "secret": webhook_secret()}).to_string();
+    let failures = futures::stream::iter(0..users)
+        .map(|n| {
+            let (platform, endpoint) = (&platform, endpoint.clone());
+            async move {
+                let user = format!("f{n}");
+                let api = &platform.api;
+                let put = |path: String| {
+                    platform
+                        .http
+                        .put(format!("{api}{path}"))
+                        .bearer_auth(&platform.key)
+                };
+                let member = put(format!("/v1/groups/fan/members/{user}")).send().await;
+                let hook = put(format!("/v1/users/{user}/endpoints/http/hook"))
+                    .header("content-type", "application/json")
+                    .body(endpoint)
+                    .send()
+                    .await;
+                let inbox = put(format!("/v1/users/{user}/endpoints/ws/inbox"))
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await;
+                [member, hook, inbox]
+                    .into_iter()
+                    .filter(
+                        |answer| !matches!(answer, Ok(response) if response.status().is_success()),
+                    )
+                    .count()
+            }
+        })
+        .buffer_unordered(64)
+        .fold(0, |total, failed| async move { total + failed })
+        .await;
+    anyhow::ensure!(failures == 0, "{failures} setup requests failed");
+    eprintln!("fanout: {users} users set up in {:.1?}", setup.elapsed());
+    let count = users as u64;
+
+    let stored_before = platform.deliverer_metric("sprayer_ws_stored_total").await;
+    let started = Instant::now();
+    let ws_id = platform
+        .send(&json!({"to": {"group": "fan"}, "channels": ["ws"], "content": {"body": "fan-out"}}))
+        .await?;
+    let ws_delivery = wait_for(async || {
+        platform.deliverer_metric("sprayer_ws_stored_total").await >= stored_before + users as f64
+    })
+    .await
+    .map(|_| started.elapsed().as_secs_f64());
+    let ws_feedback =
+        wait_for(async || summary_count(&platform, &ws_id, "ws", "queued").await >= count)
+            .await
+            .map(|_| started.elapsed().as_secs_f64());
+    eprintln!("fanout: ws stored in {ws_delivery:?} s, feedback in {ws_feedback:?} s");
+
+    let hits_before = sink.hits();
+    let started = Instant::now();
+    let http_id = platform
+        .send(
+            &json!({"to": {"group": "fan"}, "channels": ["http"], "content": {"body": "fan-out"}}),
+        )
+        .await?;
+    let http_delivery = wait_for(async || sink.hits() >= hits_before + count)
+        .await
+        .map(|_| started.elapsed().as_secs_f64());
+    let http_feedback =
+        wait_for(async || summary_count(&platform, &http_id, "http", "delivered").await >= count)
+            .await
+            .map(|_| started.elapsed().as_secs_f64());
+    eprintln!("fanout: http delivered in {http_delivery:?} s, feedback in {http_feedback:?} s");
+    platform.stop().await;
+    let rate = |seconds: Option<f64>| seconds.map(|seconds| users as f64 / seconds);
+    Ok(json!({
+        "users": users,
+        "ws_last_delivery_s": ws_delivery,
+        "ws_last_feedback_s": ws_feedback,
+        "ws_deliveries_per_s": rate(ws_delivery),
+        "http_last_delivery_s": http_delivery,
+        "http_last_feedback_s": http_feedback,
+        "http_deliveries_per_s": rate(http_delivery),
+    }))
+}
