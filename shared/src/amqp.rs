@@ -332,20 +332,26 @@ pub struct Outgoing {
     pub body: Vec<u8>,
 }
 
-/// A publisher with confirms over one shared channel. It connects on first use and again after
-/// the connection breaks; while the broker stays unreachable it fails fast for a second between
-/// attempts, so callers can answer 503 at once.
+/// A publisher with confirms over a few shared channels of one connection, taken in turn (the
+/// broker handles each channel in one process: one channel for every concurrent request would
+/// be the bottleneck). It connects on first use and again after the connection breaks; while
+/// the broker stays unreachable it fails fast for a second between attempts, so callers can
+/// answer 503 at once.
 pub struct Publisher {
     url: String,
     topology: Topology,
     state: Mutex<PublisherState>,
+    turn: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
 struct PublisherState {
-    live: Option<(Connection, lapin::Channel)>,
+    live: Option<(Connection, Vec<lapin::Channel>)>,
     last_failure: Option<(Instant, String)>,
 }
+
+/// Channels a publisher spreads its publishes over.
+const PUBLISH_CHANNELS: usize = 8;
 
 const RETRY_CONNECT_AFTER: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -357,6 +363,7 @@ impl Publisher {
             url: url.to_owned(),
             topology,
             state: Mutex::new(PublisherState::default()),
+            turn: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -366,8 +373,10 @@ impl Publisher {
     }
 
     async fn channel(&self) -> Result<lapin::Channel, AmqpError> {
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = self.state.lock().await;
-        if let Some((connection, channel)) = &state.live {
+        if let Some((connection, channels)) = &state.live {
+            let channel = &channels[turn % channels.len()];
             if connection.status().connected() && channel.status().connected() {
                 return Ok(channel.clone());
             }
@@ -380,8 +389,9 @@ impl Publisher {
             return Err(AmqpError::Unavailable(reason.clone()));
         }
         match self.open().await {
-            Ok((connection, channel)) => {
-                state.live = Some((connection, channel.clone()));
+            Ok((connection, channels)) => {
+                let channel = channels[turn % channels.len()].clone();
+                state.live = Some((connection, channels));
                 state.last_failure = None;
                 Ok(channel)
             }
@@ -392,14 +402,18 @@ impl Publisher {
         }
     }
 
-    async fn open(&self) -> Result<(Connection, lapin::Channel), AmqpError> {
+    async fn open(&self) -> Result<(Connection, Vec<lapin::Channel>), AmqpError> {
         let connection = connect(&self.url, CONNECT_TIMEOUT).await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        self.topology.declare_all(&channel).await?;
-        Ok((connection, channel))
+        let mut channels = Vec::with_capacity(PUBLISH_CHANNELS);
+        for _ in 0..PUBLISH_CHANNELS {
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            channels.push(channel);
+        }
+        self.topology.declare_all(&channels[0]).await?;
+        Ok((connection, channels))
     }
 
     /// Whether the broker is reachable now.
@@ -459,7 +473,7 @@ impl Publisher {
         if state
             .live
             .as_ref()
-            .is_some_and(|(_, channel)| channel.id() == broken.id())
+            .is_some_and(|(_, channels)| channels.iter().any(|channel| channel.id() == broken.id()))
         {
             state.live = None;
         }

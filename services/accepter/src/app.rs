@@ -66,6 +66,7 @@ impl Accepter {
                 settings.accepter.key_cache_ttl,
             )),
             settings: settings.clone(),
+            records: crate::records::Records::start(publisher.clone()),
             publisher,
             redis,
             mongo,

@@ -3,13 +3,15 @@
 //! [`app`] builds and runs it; [`routes`] holds one module per route group and the OpenAPI
 //! document; [`state`] the shared state and the authenticating extractors; [`extract`] the
 //! JSON extractor that reports bad input as [`problem`]+json; [`apps`] the app registry and key
-//! checks, shared with the administration CLI.
+//! checks, shared with the administration CLI; [`records`] publishes message records of
+//! concurrent requests together.
 
 pub mod app;
 pub mod apps;
 pub mod extract;
 pub mod metrics;
 pub mod problem;
+pub mod records;
 pub mod routes;
 pub mod state;
 

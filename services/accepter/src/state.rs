@@ -29,6 +29,8 @@ pub struct AppState {
     pub mongo: Mongo,
     /// Key verification.
     pub apps: Arc<Apps>,
+    /// Message records, published together.
+    pub records: crate::records::Records,
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

@@ -1,5 +1,6 @@
 //! Bulk writes of feedback: message records and delivery events become multi-statement
-//! `update` commands with upserts.
+//! commands: an `insert` of every event's delivery, then, for deliveries that exist already,
+//! an `update` with upserts.
 //!
 //! A delivery event is applied only if its rank is at least the stored one (the filter holds
 //! `rank <= event rank`); when the stored rank is higher, the upsert tries to insert a second
@@ -73,17 +74,40 @@ fn delivery_statement(event: &DeliveryEvent) -> Document {
         "u": {
             "$set": set,
             "$max": { "attempts": i64::from(event.attempt) },
-            "$setOnInsert": {
-                "app": event.app.as_str(),
-                "message": event.message.as_str(),
-                "channel": event.channel.as_str(),
-                "user": event.user.as_str(),
-                "device": event.device.as_str(),
-                "created": at,
-            },
+            "$setOnInsert": identity(event),
         },
         "upsert": true,
     }
+}
+
+/// What a delivery is and when it was first seen: set once, when its document is created.
+fn identity(event: &DeliveryEvent) -> Document {
+    doc! {
+        "app": event.app.as_str(),
+        "message": event.message.as_str(),
+        "channel": event.channel.as_str(),
+        "user": event.user.as_str(),
+        "device": event.device.as_str(),
+        "created": date(event.at),
+    }
+}
+
+/// The document a delivery's first event creates: what the guarded upsert would insert.
+pub fn delivery_document(event: &DeliveryEvent) -> Document {
+    let at = date(event.at);
+    let mut document = doc! {
+        "_id": event.delivery_id(),
+        "status": event.status.as_str(),
+        "rank": event.status.rank(event.attempt),
+        "updated": at,
+        "times": { event.status.as_str(): at },
+        "attempts": i64::from(event.attempt),
+    };
+    document.extend(identity(event));
+    if let Some(error) = &event.error {
+        document.insert("error", error.as_str());
+    }
+    document
 }
 
 fn message_statement(record: &MessageRecord) -> Document {
@@ -106,9 +130,12 @@ fn message_statement(record: &MessageRecord) -> Document {
     }
 }
 
-/// Runs `statements` against `collection`; returns the indexes that failed with E11000.
-async fn update(
+/// Runs `statements` as `command` (`update` or `insert`, whose list is `field`) against
+/// `collection`; returns the indexes that failed with E11000.
+async fn run_bulk(
     mongo: &Mongo,
+    command: &str,
+    field: &str,
     collection: &str,
     statements: &[Document],
 ) -> Result<Vec<usize>, WriteError> {
@@ -116,7 +143,7 @@ async fn update(
     for (chunk_index, chunk) in statements.chunks(STATEMENTS_PER_COMMAND).enumerate() {
         let reply = mongo
             .database
-            .run_command(doc! { "update": collection, "updates": chunk.to_vec(), "ordered": false })
+            .run_command(doc! { command: collection, field: chunk.to_vec(), "ordered": false })
             .await?;
         if let Ok(concern) = reply.get_document("writeConcernError") {
             return Err(WriteError::Statement {
@@ -154,6 +181,14 @@ async fn update(
     Ok(duplicates)
 }
 
+async fn update(
+    mongo: &Mongo,
+    collection: &str,
+    statements: &[Document],
+) -> Result<Vec<usize>, WriteError> {
+    run_bulk(mongo, "update", "updates", collection, statements).await
+}
+
 /// Writes message records and delivery events. Each E11000 is tried once more, since two
 /// writers may have raced to insert the same new delivery; a second E11000 means stale.
 pub async fn write(
@@ -169,19 +204,28 @@ pub async fn write(
     if events.is_empty() {
         return Ok(Written::default());
     }
-    let statements: Vec<Document> = events.iter().map(delivery_statement).collect();
-    let first = update(mongo, "deliveries", &statements).await?;
-    if first.is_empty() {
-        return Ok(Written {
-            applied: events.len(),
-            stale: 0,
-        });
-    }
-    let again: Vec<Document> = first
+    // Most events are a delivery's first: insert them all, and take the guarded update path
+    // only for the deliveries that exist already (E11000). Inserts cost the server a fraction
+    // of upserts.
+    let documents: Vec<Document> = events.iter().map(delivery_document).collect();
+    let existing = run_bulk(mongo, "insert", "documents", "deliveries", &documents).await?;
+    let statements: Vec<Document> = existing
         .iter()
-        .map(|&index| statements[index].clone())
+        .map(|&index| delivery_statement(&events[index]))
         .collect();
-    let stale = update(mongo, "deliveries", &again).await?.len();
+    // An update that fails with E11000 is tried once more (two writers may have raced to
+    // insert the same delivery); failing again means the event is stale.
+    let mut stale = 0;
+    if !statements.is_empty() {
+        let first = update(mongo, "deliveries", &statements).await?;
+        if !first.is_empty() {
+            let again: Vec<Document> = first
+                .iter()
+                .map(|&index| statements[index].clone())
+                .collect();
+            stale = update(mongo, "deliveries", &again).await?.len();
+        }
+    }
     Ok(Written {
         applied: events.len() - stale,
         stale,

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sprayer_shared::amqp::Outgoing;
 use sprayer_shared::model::{
-    AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Priority,
-    StatusBatch, UserId, now_ms,
+    AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Priority, UserId,
+    now_ms,
 };
 use sprayer_shared::redis::idempotency_key;
 use utoipa::ToSchema;
@@ -293,12 +293,13 @@ fn accepted(id: String, replayed: bool) -> Response {
     response
 }
 
+/// The jobs (one per channel) and the message record.
 fn outgoing(
     state: &AppState,
     app: &AppId,
     id: &MessageId,
     checked: Checked,
-) -> Result<Vec<Outgoing>, ApiError> {
+) -> Result<(Vec<Outgoing>, MessageRecord), ApiError> {
     let topology = state.publisher.topology();
     let created_at = now_ms();
     let expires_at = created_at + i64::try_from(checked.ttl.as_millis()).unwrap_or(i64::MAX / 2);
@@ -321,23 +322,15 @@ fn outgoing(
                 .map_err(|error| encode_error(&error))?,
         );
     }
-    let record = StatusBatch {
-        messages: vec![MessageRecord {
-            id: id.clone(),
-            app: app.clone(),
-            to: checked.to,
-            channels: checked.channels,
-            created_at,
-            expires_at,
-        }],
-        deliveries: Vec::new(),
+    let record = MessageRecord {
+        id: id.clone(),
+        app: app.clone(),
+        to: checked.to,
+        channels: checked.channels,
+        created_at,
+        expires_at,
     };
-    messages.push(
-        topology
-            .status_message(&record)
-            .map_err(|error| encode_error(&error))?,
-    );
-    Ok(messages)
+    Ok((messages, record))
 }
 
 /// Jobs and batches always serialize; this error arm is defensive.
@@ -398,8 +391,12 @@ pub async fn send(
         }
     }
     let channels = checked.channels.clone();
-    let messages = outgoing(&state, &caller.app, &id, checked)?;
-    if let Err(error) = state.publisher.publish_all(&messages).await {
+    let (jobs, record) = outgoing(&state, &caller.app, &id, checked)?;
+    let published = tokio::try_join!(
+        state.publisher.publish_all(&jobs),
+        state.records.publish(record)
+    );
+    if let Err(error) = published {
         if let Some(key) = &idem_key {
             let mut redis = state.redis.clone();
             let released: redis::RedisResult<()> = redis.del(key).await;
