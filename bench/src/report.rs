@@ -63,9 +63,16 @@ impl Report {
         for (scenario, figures) in &self.scenarios {
             for (name, value) in figures.as_object().into_iter().flatten() {
                 let shown = match value {
-                    Value::Number(number) => number
-                        .as_f64()
-                        .map_or_else(|| number.to_string(), |value| format!("{value:.1}")),
+                    Value::Number(number) => number.as_f64().map_or_else(
+                        || number.to_string(),
+                        |value| {
+                            if value.abs() < 10.0 {
+                                format!("{value:.2}")
+                            } else {
+                                format!("{value:.1}")
+                            }
+                        },
+                    ),
                     other => other.to_string(),
                 };
                 println!("{scenario:<10} {name:<34} {shown:>14}");
