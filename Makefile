@@ -25,8 +25,7 @@ test:
 # Benchmarks: the local stack, the release build and the socket.io peer's npm packages, then
 # every scenario (or SCENARIOS="sockets peer"); figures in bench/results/latest.json.
 bench:
-	@bash scripts/stack.sh up
-	@cd bench/socketio && { [ -d node_modules/socket.io ] || npm ci --no-audit --no-fund --silent; }
+	@bash scripts/stack.sh bench
 	$(CARGO) build --release -p sprayer -p sprayer-bench
 	ulimit -n "$$(ulimit -Hn)" && ./target/release/sprayer-bench $(SCENARIOS)
 

@@ -6,6 +6,7 @@
 #   scripts/stack.sh up     deps, then start each server that is not answering yet
 #   scripts/stack.sh test   up, plus what the tests' protocol peers need (Python and npm packages,
 #                           Debian's chromium for the browser test)
+#   scripts/stack.sh bench  up, plus node and the socket.io peer's npm packages for `make bench`
 #   scripts/stack.sh down   stop the servers this script started
 #
 # Environment: SPRAYER_MONGODB_URL (use that MongoDB; nothing is installed or started for it),
@@ -78,6 +79,16 @@ test_deps() {
   apt_install openssl chromium
   peer_venv
   peer_node
+}
+
+# What `make bench` needs beyond the servers: node and the socket.io peer's npm packages.
+bench_deps() {
+  if ! command -v npm >/dev/null 2>&1; then apt_install nodejs npm; fi
+  local peer="$root_dir/bench/socketio"
+  if [ ! -d "$peer/node_modules/socket.io" ]; then
+    log "installing the socket.io peer's npm packages"
+    (cd "$peer" && npm ci --no-audit --no-fund --silent)
+  fi
 }
 
 # The Python packages the test peers use, in their own virtualenv.
@@ -168,6 +179,7 @@ case "${1:-up}" in
   deps) deps ;;
   up) up ;;
   test) test_deps; up ;;
+  bench) bench_deps; up ;;
   down) down ;;
-  *) echo "usage: $0 deps|up|test|down" >&2; exit 2 ;;
+  *) echo "usage: $0 deps|up|test|bench|down" >&2; exit 2 ;;
 esac

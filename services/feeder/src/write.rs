@@ -14,7 +14,7 @@ use sprayer_shared::model::{DeliveryEvent, MessageRecord};
 use sprayer_shared::mongo::{Mongo, date};
 
 /// Statements per `update` command.
-const STATEMENTS_PER_COMMAND: usize = 1_000;
+const STATEMENTS_PER_COMMAND: usize = 10_000;
 const DUPLICATE_KEY: i32 = 11_000;
 
 /// What a bulk write achieved.
