@@ -1,5 +1,6 @@
 //! The feeder's loop: gather status batches from the `status` queue until `feeder.batch_size`
-//! events or `feeder.batch_wait` has passed, write them in bulk, and ack only what MongoDB took.
+//! events or `feeder.batch_wait` has passed, write them in bulk (while the next batch gathers),
+//! and ack only what MongoDB took.
 //! While MongoDB is down it keeps retrying and acks nothing, so the queue grows and nothing is
 //! lost.
 
@@ -52,13 +53,16 @@ async fn session(feed: Arc<Feed>, shutdown: CancellationToken) -> Result<(), Amq
     let queue = feed.topology.status_queue();
     let mut consumer = amqp::consume(&channel, &queue).await?;
     let mut pending = Pending::default();
+    // One batch is written while the next one gathers; acks stay in order because a write
+    // starts only after the previous one has finished (and acked).
+    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
     let wait = settings.feeder.batch_wait;
     let result = loop {
         let deadline = pending.since.map(|since| since + wait);
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             _ = sleep_until(deadline) => {
-                flush(&feed, &mut pending, &shutdown).await?;
+                writing = Some(hand_over(&feed, &mut pending, writing, &shutdown).await);
             }
             next = consumer.next() => match next {
                 None => break Ok(()),
@@ -66,12 +70,15 @@ async fn session(feed: Arc<Feed>, shutdown: CancellationToken) -> Result<(), Amq
                 Some(Ok(delivery)) => {
                     take(&mut pending, delivery).await;
                     if pending.events.len() + pending.messages.len() >= settings.feeder.batch_size {
-                        flush(&feed, &mut pending, &shutdown).await?;
+                        writing = Some(hand_over(&feed, &mut pending, writing, &shutdown).await);
                     }
                 }
             },
         }
     };
+    if let Some(previous) = writing.take() {
+        let _ = previous.await;
+    }
     if !pending.deliveries.is_empty() && !shutdown.is_cancelled() {
         flush(&feed, &mut pending, &shutdown).await?;
     } else if !pending.deliveries.is_empty() {
@@ -80,6 +87,23 @@ async fn session(feed: Arc<Feed>, shutdown: CancellationToken) -> Result<(), Amq
     }
     let _ = connection.close(200, "bye".into()).await;
     result
+}
+
+/// Waits for the write in flight, then starts writing what is pending in a task of its own.
+async fn hand_over(
+    feed: &Arc<Feed>,
+    pending: &mut Pending,
+    writing: Option<tokio::task::JoinHandle<()>>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    if let Some(previous) = writing {
+        let _ = previous.await;
+    }
+    let mut batch = std::mem::take(pending);
+    let (feed, shutdown) = (feed.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let _ = flush(&feed, &mut batch, &shutdown).await;
+    })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,6 +1,6 @@
-//! Bulk writes of feedback: message records and delivery events become multi-statement
-//! commands: an `insert` of every event's delivery, then, for deliveries that exist already,
-//! an `update` with upserts.
+//! Bulk writes of feedback: message records and delivery events become bulk commands: an
+//! unordered `insert_many` of every event's delivery, then, for deliveries that exist already,
+//! a multi-statement `update` with upserts.
 //!
 //! A delivery event is applied only if its rank is at least the stored one (the filter holds
 //! `rank <= event rank`); when the stored rank is higher, the upsert tries to insert a second
@@ -130,12 +130,10 @@ fn message_statement(record: &MessageRecord) -> Document {
     }
 }
 
-/// Runs `statements` as `command` (`update` or `insert`, whose list is `field`) against
-/// `collection`; returns the indexes that failed with E11000.
-async fn run_bulk(
+/// Runs `statements` as one `update` command per chunk against `collection`; returns the
+/// indexes that failed with E11000.
+async fn update(
     mongo: &Mongo,
-    command: &str,
-    field: &str,
     collection: &str,
     statements: &[Document],
 ) -> Result<Vec<usize>, WriteError> {
@@ -143,7 +141,7 @@ async fn run_bulk(
     for (chunk_index, chunk) in statements.chunks(STATEMENTS_PER_COMMAND).enumerate() {
         let reply = mongo
             .database
-            .run_command(doc! { command: collection, field: chunk.to_vec(), "ordered": false })
+            .run_command(doc! { "update": collection, "updates": chunk.to_vec(), "ordered": false })
             .await?;
         if let Ok(concern) = reply.get_document("writeConcernError") {
             return Err(WriteError::Statement {
@@ -181,12 +179,37 @@ async fn run_bulk(
     Ok(duplicates)
 }
 
-async fn update(
-    mongo: &Mongo,
-    collection: &str,
-    statements: &[Document],
-) -> Result<Vec<usize>, WriteError> {
-    run_bulk(mongo, "update", "updates", collection, statements).await
+/// Inserts a document for every event (`insert_many`, unordered); returns the indexes of the
+/// events whose delivery exists already (E11000).
+async fn insert_new(mongo: &Mongo, events: &[DeliveryEvent]) -> Result<Vec<usize>, WriteError> {
+    use mongodb::error::ErrorKind;
+    let collection = mongo.database.collection::<Document>("deliveries");
+    let mut existing = Vec::new();
+    for (chunk_index, chunk) in events.chunks(STATEMENTS_PER_COMMAND).enumerate() {
+        let documents: Vec<Document> = chunk.iter().map(delivery_document).collect();
+        let Err(error) = collection.insert_many(documents).ordered(false).await else {
+            continue;
+        };
+        let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
+            return Err(error.into());
+        };
+        if let Some(concern) = &failure.write_concern_error {
+            return Err(WriteError::Statement {
+                code: concern.code,
+                message: concern.message.clone(),
+            });
+        }
+        for failed in failure.write_errors.iter().flatten() {
+            if failed.code != DUPLICATE_KEY {
+                return Err(WriteError::Statement {
+                    code: failed.code,
+                    message: failed.message.clone(),
+                });
+            }
+            existing.push(chunk_index * STATEMENTS_PER_COMMAND + failed.index);
+        }
+    }
+    Ok(existing)
 }
 
 /// Writes message records and delivery events. Each E11000 is tried once more, since two
@@ -207,8 +230,7 @@ pub async fn write(
     // Most events are a delivery's first: insert them all, and take the guarded update path
     // only for the deliveries that exist already (E11000). Inserts cost the server a fraction
     // of upserts.
-    let documents: Vec<Document> = events.iter().map(delivery_document).collect();
-    let existing = run_bulk(mongo, "insert", "documents", "deliveries", &documents).await?;
+    let existing = insert_new(mongo, events).await?;
     let statements: Vec<Document> = existing
         .iter()
         .map(|&index| delivery_statement(&events[index]))
