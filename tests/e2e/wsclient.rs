@@ -128,11 +128,3 @@ impl WsClient {
         let _ = self.stream.close(None).await;
     }
 }
-
-/// The ids of `messages`.
-pub fn ids(messages: &[Value]) -> Vec<String> {
-    messages
-        .iter()
-        .map(|message| message["id"].as_str().expect("id").to_owned())
-        .collect()
-}

@@ -88,12 +88,11 @@ impl Deliverer {
             redis: redis.clone(),
             publisher: publisher.clone(),
             due_key: due_key(&settings),
-            seq_key: format!("{}ws-seq", settings.amqp.prefix),
+            seq_key: seq_key(&settings),
             nodes_key: nodes_key(&settings),
             registry: registry.clone(),
         });
         let hub = Arc::new(Hub {
-            token_secret: deliverer.token_secret.clone(),
             settings,
             redis,
             registry,
@@ -175,6 +174,11 @@ impl Deliverer {
         tracing::info!("deliverer stopped");
         server.await.unwrap_or(Ok(()))
     }
+}
+
+/// `<amqp.prefix>ws-seq`: the last WebSocket sequence number given.
+pub fn seq_key(settings: &Settings) -> String {
+    format!("{}ws-seq", settings.amqp.prefix)
 }
 
 /// `<amqp.prefix>ws-nodes`: ZSET of live deliverer nodes by until when they are known alive.

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use secrecy::SecretString;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{AmqpError, Publisher};
 use sprayer_shared::model::{DeliveryEvent, StatusBatch};
@@ -17,8 +16,6 @@ use crate::reporter::Reporter;
 pub struct Hub {
     /// The settings.
     pub settings: Arc<Settings>,
-    /// The secret tokens are checked with.
-    pub token_secret: Option<SecretString>,
     /// Inboxes.
     pub redis: RedisConnection,
     /// This node's sockets.
@@ -39,10 +36,7 @@ impl Hub {
         if events.is_empty() {
             return Ok(());
         }
-        for event in &events {
-            metrics::counter!("sprayer_ws_events_total", "status" => event.status.as_str())
-                .increment(1);
-        }
+        events.iter().for_each(crate::reporter::count);
         let batch = StatusBatch {
             messages: Vec::new(),
             deliveries: events,

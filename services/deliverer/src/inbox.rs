@@ -219,8 +219,6 @@ pub struct Stored {
     /// Whether the message is (now or already) in the inbox; `false` when it was acknowledged
     /// before (a job delivered twice).
     pub in_inbox: bool,
-    /// Whether this call added it.
-    pub added: bool,
     /// Whether it was acknowledged before this call (a job delivered twice, or an ack that came
     /// while the job was being stored).
     pub acked_before: bool,
@@ -367,7 +365,6 @@ pub async fn store_many(
         .into_iter()
         .map(|(stored, seq, dropped, nodes)| Stored {
             in_inbox: stored >= 0,
-            added: stored == 1,
             acked_before: stored < 0,
             seq: number(&seq),
             dropped,

@@ -245,11 +245,6 @@ impl Registry {
         }
     }
 
-    /// Sockets open on this node.
-    pub fn sockets(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-
     fn opened(&self, count: usize) {
         let now = self.open.fetch_add(count, Ordering::Relaxed) + count;
         metrics::gauge!("sprayer_ws_sockets").set(now as f64);

@@ -46,6 +46,11 @@ pub fn ws_event(
     })
 }
 
+/// Counts a `ws` delivery event in `sprayer_ws_events_total`.
+pub fn count(event: &DeliveryEvent) {
+    metrics::counter!("sprayer_ws_events_total", "status" => event.status.as_str()).increment(1);
+}
+
 impl Reporter {
     /// Starts the publishing task; after `stop` it publishes what is queued and ends.
     pub fn start(
@@ -61,8 +66,7 @@ impl Reporter {
     /// Queues `event`; waits when the queue is full.
     pub async fn report(&self, event: Option<DeliveryEvent>) {
         if let Some(event) = event {
-            let status = event.status.as_str();
-            metrics::counter!("sprayer_ws_events_total", "status" => status).increment(1);
+            count(&event);
             let _ = self.sender.send(event).await;
         }
     }

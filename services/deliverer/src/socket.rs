@@ -125,7 +125,7 @@ async fn authenticate(
         Some(token) => token,
         None => first_frame_token(socket, hub.settings.deliverer.auth_timeout).await?,
     };
-    let Some(secret) = &hub.token_secret else {
+    let Some(secret) = &hub.settings.deliverer.token_secret else {
         return Err(End::Close(
             close::UNAUTHENTICATED,
             "tokens are not configured",
