@@ -59,9 +59,12 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts `command` and returns it with the first stdout line that starts with `prefix`
-/// (the rest of the line).
-pub async fn start_until(mut command: Command, prefix: &str) -> anyhow::Result<(Child, String)> {
+/// Starts `command` and returns it with the rest of the first stdout line that starts with
+/// each of `prefixes`, once every one was printed.
+pub async fn start_until(
+    mut command: Command,
+    prefixes: &[&str],
+) -> anyhow::Result<(Child, Vec<String>)> {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -70,18 +73,25 @@ pub async fn start_until(mut command: Command, prefix: &str) -> anyhow::Result<(
         .context("starting a process")?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
+    let mut found: Vec<Option<String>> = vec![None; prefixes.len()];
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return Some(rest.to_owned());
+            for (prefix, slot) in prefixes.iter().zip(found.iter_mut()) {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    slot.get_or_insert_with(|| rest.to_owned());
+                }
+            }
+            if found.iter().all(Option::is_some) {
+                break;
             }
         }
-        None
     })
-    .await
-    .ok()
-    .flatten()
-    .with_context(|| format!("the process never printed {prefix:?}"))?;
+    .await;
+    let found = found
+        .into_iter()
+        .zip(prefixes)
+        .map(|(rest, prefix)| rest.with_context(|| format!("the process never printed {prefix:?}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // The process's logs (warnings and up, or what RUST_LOG asks for) go to stderr.
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -108,6 +118,8 @@ fn sprayer(roles: &str, namespace: &str, admin: &str) -> anyhow::Result<Command>
         )
         .env("SPRAYER_DELIVERER_TOKEN_TTL", "1h")
         .env("SPRAYER_ADMIN_TOKEN", admin)
+        .env("SPRAYER_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("SPRAYER_ACCEPTER_RATE_PER_SECOND", "0")
         .env("SPRAYER_TELEMETRY_FILTER", "warn");
     Ok(command)
 }
@@ -117,29 +129,38 @@ impl Platform {
     pub async fn start() -> anyhow::Result<Platform> {
         let namespace = format!("bench{:08x}", rand::random::<u32>());
         let admin = format!("{namespace}-admin");
-        let (api_process, api) = start_until(
+        let (api_process, printed) = start_until(
             sprayer(
                 &std::env::var("BENCH_API_ROLES")
                     .unwrap_or_else(|_| "accepter,dispatchers,feeder".into()),
                 &namespace,
                 &admin,
             )?,
-            "Sprayer API on ",
+            &["Sprayer API on ", "Admin API on "],
         )
         .await?;
-        let api = api.split_whitespace().next().unwrap_or_default().to_owned();
-        let (deliverer, ws) = start_until(
+        let api = printed[0]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let admin_api = printed[1].trim().to_owned();
+        let (deliverer, printed) = start_until(
             sprayer("deliverer", &namespace, &admin)?,
-            "WebSocket deliverer on ",
+            &["WebSocket deliverer on "],
         )
         .await?;
-        let ws = ws.split("/v1/ws").next().unwrap_or_default().to_owned();
+        let ws = printed[0]
+            .split("/v1/ws")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let deliverer_pid = deliverer.id().context("deliverer pid")?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()?;
         let created: serde_json::Value = http
-            .post(format!("{api}/admin/v1/apps"))
+            .post(format!("{admin_api}/admin/v1/apps"))
             .bearer_auth(&admin)
             .json(&serde_json::json!({"name": "bench"}))
             .send()

@@ -227,9 +227,9 @@ pub async fn socketio(sockets: usize, processes: usize) -> anyhow::Result<Value>
     );
     let mut command = Command::new("node");
     command.arg(server).arg("redis://127.0.0.1:6379");
-    let (mut node, port) = start_until(command, "LISTENING ").await?;
+    let (mut node, printed) = start_until(command, &["LISTENING "]).await?;
     let pid = node.id().context("node pid")?;
-    let base = format!("127.0.0.1:{}", port.trim());
+    let base = format!("127.0.0.1:{}", printed[0].trim());
     let rss_before = rss_kib(pid);
     let (clients, open) = Clients::open(
         "socketio",

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Toml};
 use secrecy::SecretString;
 use serde::Deserialize;
 
+pub use crate::listen::TlsSettings;
 use crate::model::Channel;
 
 /// Everything a Sprayer process can be told.
@@ -135,6 +136,8 @@ impl Default for MongoSettings {
 pub struct AccepterSettings {
     /// Where the API listens (port 0 picks a free port).
     pub listen: SocketAddr,
+    /// TLS for the API (plain HTTP without it).
+    pub tls: Option<TlsSettings>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Most users in one `{"users": [...]}` target.
@@ -153,12 +156,70 @@ pub struct AccepterSettings {
     /// How long an `Idempotency-Key` is remembered.
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,
+    /// API requests per second one app may make, over every accepter (0: no limit); above it
+    /// the API answers 429 with `Retry-After`.
+    pub rate_per_second: u32,
+    /// Requests an app may make at once above its rate before it is held to it.
+    pub rate_burst: u32,
+    /// Most members in one group.
+    pub max_group_members: u64,
+    /// Limits of particular apps, by app id, in place of the ones above.
+    pub app_limits: std::collections::BTreeMap<String, AppLimits>,
+}
+
+/// One app's own limits; what is left out is the installation's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppLimits {
+    /// API requests per second (0: no limit).
+    pub rate_per_second: Option<u32>,
+    /// Requests at once above the rate.
+    pub rate_burst: Option<u32>,
+    /// Most users in one `{"users": [...]}` target.
+    pub max_users: Option<usize>,
+    /// Most members in one group.
+    pub max_group_members: Option<u64>,
+}
+
+/// The limits that hold for one app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// API requests per second (0: no limit).
+    pub rate_per_second: u32,
+    /// Requests at once above the rate.
+    pub rate_burst: u32,
+    /// Most users in one `{"users": [...]}` target.
+    pub max_users: usize,
+    /// Most members in one group.
+    pub max_group_members: u64,
+}
+
+impl AccepterSettings {
+    /// The limits of `app`: its own where it has them, else the installation's.
+    pub fn limits(&self, app: &str) -> Limits {
+        let own = self.app_limits.get(app);
+        Limits {
+            rate_per_second: own
+                .and_then(|limits| limits.rate_per_second)
+                .unwrap_or(self.rate_per_second),
+            rate_burst: own
+                .and_then(|limits| limits.rate_burst)
+                .unwrap_or(self.rate_burst),
+            max_users: own
+                .and_then(|limits| limits.max_users)
+                .unwrap_or(self.max_users),
+            max_group_members: own
+                .and_then(|limits| limits.max_group_members)
+                .unwrap_or(self.max_group_members),
+        }
+    }
 }
 
 impl Default for AccepterSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls: None,
             max_body_bytes: 256 * 1024,
             max_users: 10_000,
             default_ttl: Duration::from_secs(24 * 3600),
@@ -166,6 +227,10 @@ impl Default for AccepterSettings {
             channels: vec![Channel::Http],
             key_cache_ttl: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            rate_per_second: 1_000,
+            rate_burst: 2_000,
+            max_group_members: 1_000_000,
+            app_limits: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -177,6 +242,8 @@ pub struct DispatcherSettings {
     /// Where `/healthz`, `/readyz` and `/metrics` listen (the accepter serves them for all in
     /// `sprayer run`, which ignores this).
     pub ops_listen: Option<SocketAddr>,
+    /// TLS for the ops endpoints (plain HTTP without it).
+    pub ops_tls: Option<TlsSettings>,
     /// Sends in flight at once across all jobs of one dispatcher process.
     pub concurrency: usize,
     /// Groups and lists up to this many users are expanded inline; larger ones are split into
@@ -197,6 +264,7 @@ impl Default for DispatcherSettings {
     fn default() -> Self {
         Self {
             ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9101))),
+            ops_tls: None,
             concurrency: 512,
             inline_threshold: 1_000,
             lookup_batch: 500,
@@ -221,6 +289,9 @@ pub struct WebhookSettings {
     pub per_host_concurrency: usize,
     /// Idle keep-alive connections kept per host.
     pub pool_idle_per_host: usize,
+    /// Networks webhooks may reach although they are loopback, private, link-local or otherwise
+    /// not public (CIDR, e.g. `["10.20.0.0/16"]`); every such address is refused otherwise.
+    pub allow_networks: Vec<ipnet::IpNet>,
 }
 
 impl Default for WebhookSettings {
@@ -230,6 +301,7 @@ impl Default for WebhookSettings {
             connect_timeout: Duration::from_secs(5),
             per_host_concurrency: 64,
             pool_idle_per_host: 64,
+            allow_networks: Vec::new(),
         }
     }
 }
@@ -294,6 +366,8 @@ pub struct FeederSettings {
     /// Where `/healthz`, `/readyz` and `/metrics` listen (the accepter serves them for all in
     /// `sprayer run`, which ignores this).
     pub ops_listen: Option<SocketAddr>,
+    /// TLS for the ops endpoints (plain HTTP without it).
+    pub ops_tls: Option<TlsSettings>,
     /// Most delivery events in one bulk write.
     pub batch_size: usize,
     /// Longest wait for a batch to fill before it is written.
@@ -307,6 +381,7 @@ impl Default for FeederSettings {
     fn default() -> Self {
         Self {
             ops_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9102))),
+            ops_tls: None,
             batch_size: 2_000,
             batch_wait: Duration::from_millis(50),
             prefetch: 64,
@@ -321,6 +396,8 @@ impl Default for FeederSettings {
 pub struct DelivererSettings {
     /// Where `/v1/ws`, the demo page, `/healthz`, `/readyz` and `/metrics` listen.
     pub listen: SocketAddr,
+    /// TLS for the deliverer's listener (`wss://`; plain `ws://` without it).
+    pub tls: Option<TlsSettings>,
     /// This node's id in `conn:` and `node:`; a random one per start when left out. Give each
     /// node its own.
     pub node_id: Option<String>,
@@ -368,6 +445,7 @@ impl Default for DelivererSettings {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            tls: None,
             node_id: None,
             token_secret: None,
             token_ttl: Duration::from_secs(600),
@@ -387,12 +465,29 @@ impl Default for DelivererSettings {
     }
 }
 
-/// The administration API (`/admin/v1/...` on the accepter's listener).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The administration API (`/admin/v1/...`), served by the accepter on a listener of its own.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
     /// The bearer token of the admin API; without it the admin API is off.
     pub token: Option<SecretString>,
+    /// Where the admin API listens: loopback unless `public` says otherwise.
+    pub listen: SocketAddr,
+    /// Allows `listen` to be an address other than loopback.
+    pub public: bool,
+    /// TLS for the admin API (plain HTTP without it).
+    pub tls: Option<TlsSettings>,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            token: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            public: false,
+            tls: None,
+        }
+    }
 }
 
 /// Logs.
@@ -550,6 +645,14 @@ impl Settings {
         check(
             self.accepter.default_ttl <= self.accepter.max_ttl,
             "accepter.default_ttl must not exceed accepter.max_ttl",
+        );
+        check(
+            self.admin.public || self.admin.listen.ip().is_loopback(),
+            "admin.listen is not a loopback address: set admin.public = true to serve the admin API there",
+        );
+        check(
+            self.accepter.rate_per_second == 0 || self.accepter.rate_burst > 0,
+            "accepter.rate_burst must be at least 1 when accepter.rate_per_second is set",
         );
         check(
             self.dispatcher.concurrency > 0,

@@ -11,8 +11,10 @@
 pub mod amqp;
 pub mod config;
 pub mod expand;
+pub mod listen;
 pub mod model;
 pub mod mongo;
+pub mod netguard;
 pub mod ops;
 pub mod redis;
 pub mod shutdown;

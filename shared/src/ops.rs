@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+use crate::listen::{ListenError, Listener, TlsSettings};
+
 /// A boxed readiness check: `Ok` when the service can do its work, else what is missing.
 pub type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
@@ -40,29 +42,17 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-/// Serves the operations routes with `ready` on `listen` until `shutdown`, in a task.
+/// Serves the operations routes with `ready` on `listen` (TLS when `tls` is given) until
+/// `shutdown`, in a task; returns the bound address.
 pub async fn serve_ops(
     listen: SocketAddr,
+    tls: Option<&TlsSettings>,
     ready: ReadinessCheck,
     shutdown: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let (address, _) = serve(listen, router(ready), shutdown).await?;
-    tracing::info!(%address, "ops endpoints listening");
+) -> Result<SocketAddr, ListenError> {
+    let listener = Listener::bind(listen, tls).await?;
+    let address = listener.address();
+    tracing::info!(%address, tls = listener.is_tls(), "ops endpoints listening");
+    tokio::spawn(listener.serve(router(ready), shutdown));
     Ok(address)
-}
-
-/// Serves `router` on `listen` until `shutdown`, in a task; returns the bound address.
-pub async fn serve(
-    listen: SocketAddr,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let address = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-    });
-    Ok((address, task))
 }

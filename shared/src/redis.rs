@@ -38,6 +38,11 @@ pub fn group_members_key(app: &AppId, group: &GroupId, shard: u16) -> String {
     format!("gm:{app}:{group}:{shard}")
 }
 
+/// `gsize:<app>:<group>`: STRING, the group's member count (for `accepter.max_group_members`).
+pub fn group_size_key(app: &AppId, group: &GroupId) -> String {
+    format!("gsize:{app}:{group}")
+}
+
 /// `idem:<app>:<key>`: STRING, the message an idempotency key produced.
 pub fn idempotency_key(app: &AppId, key: &str) -> String {
     format!("idem:{app}:{key}")

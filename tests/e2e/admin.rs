@@ -12,7 +12,7 @@ async fn keys_rotate_without_downtime_and_revoked_keys_stop_working() {
     let app = TestApp::spawn_accepter_only().await;
     let admin = |method: Method, path: String| {
         app.http
-            .request(method, format!("{}{path}", app.base))
+            .request(method, format!("{}{path}", app.admin))
             .bearer_auth(app.admin_token())
     };
     let works = |key: String| {
@@ -20,9 +20,24 @@ async fn keys_rotate_without_downtime_and_revoked_keys_stop_working() {
         async move { request.send().await.expect("answers").status() != 401 }
     };
 
+    // The admin API has a listener of its own: the app API's listener does not know it.
     let response = app
         .http
         .post(format!("{}/admin/v1/apps", app.base))
+        .bearer_auth(app.admin_token())
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        response.status(),
+        404,
+        "no admin API on the app API's listener"
+    );
+    assert_ne!(app.admin, app.base);
+    let response = app
+        .http
+        .post(format!("{}/admin/v1/apps", app.admin))
         .bearer_auth("wrong")
         .json(&json!({ "name": "x" }))
         .send()

@@ -283,7 +283,7 @@ async fn certificate_authentication_presents_the_apps_push_certificate() {
         .http
         .put(format!(
             "{}/admin/v1/apps/{}/providers/apns",
-            app.base, app.app
+            app.admin, app.app
         ))
         .bearer_auth(app.admin_token())
         .json(&json!({ "certificate": "not a pem", "topic": TOPIC }))

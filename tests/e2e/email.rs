@@ -285,7 +285,7 @@ async fn bad_relay_settings_and_addresses_are_refused() {
         .http
         .put(format!(
             "{}/admin/v1/apps/{}/providers/email",
-            app.base, app.app
+            app.admin, app.app
         ))
         .bearer_auth(app.admin_token())
         .json(&json!({ "host": "smtp.example.com", "port": 587, "from": "not an address" }))
@@ -308,7 +308,7 @@ async fn bad_relay_settings_and_addresses_are_refused() {
     app.set_provider(&app.app, "email", &json!({ "host": "smtp.example.com", "port": 587, "username": "shop", "password": "s3cret-pass", "from": "shop@example.com" })).await;
     let response = app
         .http
-        .get(format!("{}/admin/v1/apps/{}/providers", app.base, app.app))
+        .get(format!("{}/admin/v1/apps/{}/providers", app.admin, app.app))
         .bearer_auth(app.admin_token())
         .send()
         .await

@@ -52,6 +52,11 @@ pub fn test_settings() -> Settings {
     settings.mongodb.database = format!("sprayer_{namespace}");
     settings.accepter.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     settings.admin.token = Some(unique("admin-").into());
+    settings.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // The tests' peers run on loopback: allow it explicitly, as an operator would a private
+    // network. Rate limits are off but in the tests of rate limits.
+    settings.webhook.allow_networks = vec!["127.0.0.0/8".parse().expect("a network")];
+    settings.accepter.rate_per_second = 0;
     settings.feeder.batch_wait = Duration::from_millis(20);
     settings.deliverer.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     settings.deliverer.token_secret = Some(unique("ws-token-secret-for-the-tests-").into());
@@ -106,6 +111,8 @@ pub async fn require_servers() {
 pub struct TestApp {
     /// The API's base URL.
     pub base: String,
+    /// The admin API's base URL.
+    pub admin: String,
     /// The app's id.
     pub app: String,
     /// The app's key.
@@ -147,13 +154,12 @@ impl TestApp {
         let sprayer = Sprayer::build_roles(settings.clone(), roles)
             .await
             .expect("sprayer starts");
-        let base = format!("http://{}", sprayer.address().expect("the accepter runs"));
-        let ws = sprayer
-            .deliverer_address()
-            .map(|address| format!("ws://{address}"));
+        let base = sprayer.url().expect("the accepter runs");
+        let admin = sprayer.admin_url().expect("the admin API runs");
+        let ws = sprayer.ws_url();
         let shutdown = CancellationToken::new();
         tokio::spawn(sprayer.run_until_stopped(shutdown.clone()));
-        let mut app = Self::with_app(base, settings, shutdown).await;
+        let mut app = Self::with_app(base, admin, settings, shutdown).await;
         app.ws = ws;
         app
     }
@@ -165,15 +171,22 @@ impl TestApp {
         let accepter = sprayer_accepter::Accepter::build(settings.clone())
             .await
             .expect("accepter starts");
-        let base = format!("http://{}", accepter.address());
+        let base = accepter.url();
+        let admin = accepter.admin_url().expect("the admin API runs");
         let shutdown = CancellationToken::new();
         tokio::spawn(accepter.run_until_stopped(shutdown.clone()));
-        Self::with_app(base, settings, shutdown).await
+        Self::with_app(base, admin, settings, shutdown).await
     }
 
-    async fn with_app(base: String, settings: Settings, shutdown: CancellationToken) -> TestApp {
+    async fn with_app(
+        base: String,
+        admin: String,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> TestApp {
         let mut app = TestApp {
             base,
+            admin,
             app: String::new(),
             key: String::new(),
             settings,
@@ -192,7 +205,7 @@ impl TestApp {
         let token = self.admin_token();
         let response = self
             .http
-            .post(format!("{}/admin/v1/apps", self.base))
+            .post(format!("{}/admin/v1/apps", self.admin))
             .bearer_auth(token)
             .json(&json!({ "name": name }))
             .send()
@@ -288,7 +301,7 @@ impl TestApp {
             .http
             .put(format!(
                 "{}/admin/v1/apps/{app}/providers/{channel}",
-                self.base
+                self.admin
             ))
             .bearer_auth(self.admin_token())
             .json(settings)

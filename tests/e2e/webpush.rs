@@ -167,7 +167,7 @@ async fn apps_sign_with_their_own_vapid_keys_and_bad_subscriptions_are_refused()
         .http
         .put(format!(
             "{}/admin/v1/apps/{}/providers/webpush",
-            app.base, app.app
+            app.admin, app.app
         ))
         .bearer_auth(app.admin_token())
         .json(&json!({ "private_key": "short", "subject": "mailto:a@b.c" }))

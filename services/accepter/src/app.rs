@@ -7,8 +7,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{Publisher, Topology};
+use sprayer_shared::listen::{ListenError, Listener};
 use sprayer_shared::mongo::Mongo;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
@@ -26,21 +26,17 @@ pub enum StartError {
     /// MongoDB could not be set up.
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
-    /// The listener could not be bound.
-    #[error("cannot listen on {address}: {error}")]
-    Listen {
-        /// The address asked for.
-        address: SocketAddr,
-        /// Why.
-        error: std::io::Error,
-    },
+    /// A listener could not be set up.
+    #[error("{0}")]
+    Listen(#[from] ListenError),
 }
 
 /// A built accepter, bound and ready to serve.
 pub struct Accepter {
-    listener: TcpListener,
+    api: Listener,
     router: Router,
-    address: SocketAddr,
+    /// The admin API's listener and routes, when `admin.token` is set.
+    admin: Option<(Listener, Router)>,
 }
 
 impl Accepter {
@@ -71,55 +67,76 @@ impl Accepter {
             redis,
             mongo,
         };
+        let admin = match settings.admin.token {
+            Some(_) => Some((
+                Listener::bind(settings.admin.listen, settings.admin.tls.as_ref()).await?,
+                admin_router(state.clone()),
+            )),
+            None => None,
+        };
         let router = router(state);
-        let address = settings.accepter.listen;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|error| StartError::Listen { address, error })?;
-        let address = listener
-            .local_addr()
-            .map_err(|error| StartError::Listen { address, error })?;
-        Ok(Accepter {
-            listener,
-            router,
-            address,
-        })
+        let api = Listener::bind(settings.accepter.listen, settings.accepter.tls.as_ref()).await?;
+        Ok(Accepter { api, router, admin })
     }
 
     /// The address the API listens on.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.api.address()
+    }
+
+    /// The API's base URL (`http://…` or `https://…`).
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.api.scheme(), self.api.address())
+    }
+
+    /// The admin API's base URL, when it is served.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin
+            .as_ref()
+            .map(|(listener, _)| format!("{}://{}", listener.scheme(), listener.address()))
     }
 
     /// The port the API listens on.
     pub fn port(&self) -> u16 {
-        self.address.port()
+        self.address().port()
     }
 
     /// Serves until `shutdown` is cancelled, then finishes the requests in flight.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        tracing::info!(address = %self.address, "accepter listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        tracing::info!(address = %self.api.address(), tls = self.api.is_tls(), "accepter listening");
+        if let Some((listener, router)) = self.admin {
+            tracing::info!(address = %listener.address(), tls = listener.is_tls(), "admin API listening");
+            tokio::spawn(listener.serve(router, shutdown.clone()));
+        }
+        self.api.serve(self.router, shutdown).await
     }
 }
 
+/// The admin API: apps, keys and provider settings, on a listener of its own.
+fn admin_router(state: AppState) -> Router {
+    with_layers(routes::admin(), state)
+}
+
+/// The app API and the operations endpoints.
 fn router(state: AppState) -> Router {
     let readiness_state = state.clone();
     let ready: sprayer_shared::ops::ReadinessCheck = Arc::new(move || {
         let state = readiness_state.clone();
         Box::pin(async move { readiness(&state).await })
     });
+    with_layers(routes::api(), state).merge(sprayer_shared::ops::router(ready))
+}
+
+/// Problem answers for unknown routes and methods, the body limit, metrics and traces.
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let limit = state.settings.accepter.max_body_bytes;
-    routes::api()
+    routes
         .fallback(problem::no_route)
         .method_not_allowed_fallback(problem::wrong_method)
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(TraceLayer::new_for_http())
-        .merge(sprayer_shared::ops::router(ready))
 }
 
 async fn readiness(state: &AppState) -> Result<(), String> {

@@ -11,6 +11,7 @@ pub mod apps;
 pub mod extract;
 pub mod metrics;
 pub mod problem;
+pub mod ratelimit;
 pub mod records;
 pub mod routes;
 pub mod state;

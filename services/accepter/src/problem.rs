@@ -30,6 +30,8 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     field: Option<String>,
+    /// Seconds to wait before trying again (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             title,
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
     }
 
@@ -121,12 +124,28 @@ impl ApiError {
     pub fn unavailable(store: &'static str, error: &dyn std::fmt::Display) -> Self {
         tracing::warn!(store, %error, "store unavailable");
         metrics::counter!("sprayer_store_errors_total", "store" => store).increment(1);
-        Self::new(
+        let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
             format!("{store} is unavailable; nothing was accepted, try again"),
-        )
+        );
+        error.retry_after = Some(1);
+        error
+    }
+
+    /// 429: the app is above its request rate; nothing was accepted.
+    pub fn rate_limited(per_second: u32, retry_after: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!(
+                "this app may make {per_second} requests per second; nothing was accepted, try again after {retry_after} s"
+            ),
+        );
+        error.retry_after = Some(retry_after);
+        error
     }
 
     /// The status code.
@@ -149,10 +168,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -39,7 +39,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The app calling, from `Authorization: Bearer <app key>`.
+/// The app calling, from `Authorization: Bearer <app key>`, held to its request rate.
 pub struct Caller {
     /// The app the key belongs to.
     pub app: AppId,
@@ -52,7 +52,13 @@ impl FromRequestParts<AppState> for Caller {
         let key = bearer(parts)
             .ok_or_else(|| ApiError::unauthorized("send Authorization: Bearer <app key>"))?;
         match state.apps.authenticate(key).await {
-            Ok(app) => Ok(Caller { app }),
+            Ok(app) => {
+                let limits = state.settings.accepter.limits(app.as_str());
+                crate::ratelimit::admit(&state.redis, &app, &limits)
+                    .await
+                    .map_err(|wait| ApiError::rate_limited(limits.rate_per_second, wait))?;
+                Ok(Caller { app })
+            }
             Err(AuthError::Invalid) => {
                 metrics::counter!("sprayer_auth_failures_total").increment(1);
                 Err(ApiError::unauthorized("the app key is not valid"))

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{Publisher, Topology};
+use sprayer_shared::listen::{ListenError, Listener};
 use sprayer_shared::model::NodeId;
-use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,9 +29,9 @@ pub enum StartError {
     /// Redis could not be set up.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// The listener could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
+    /// The listener could not be set up.
+    #[error("{0}")]
+    Listen(#[from] ListenError),
     /// The node id is not usable.
     #[error("deliverer.node_id: {0}")]
     NodeId(#[from] sprayer_shared::model::IdError),
@@ -42,8 +42,7 @@ pub struct Deliverer {
     hub: Arc<Hub>,
     storer: Arc<Storer>,
     client: redis::Client,
-    listener: TcpListener,
-    address: SocketAddr,
+    listener: Listener,
     publisher: Arc<Publisher>,
     reporter_task: JoinHandle<()>,
     reporter_stop: CancellationToken,
@@ -76,13 +75,7 @@ impl Deliverer {
             settings.dispatcher.status_batch,
             reporter_stop.clone(),
         );
-        let listen = deliverer.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|error| StartError::Listen(listen, error))?;
-        let address = listener
-            .local_addr()
-            .map_err(|error| StartError::Listen(listen, error))?;
+        let listener = Listener::bind(deliverer.listen, deliverer.tls.as_ref()).await?;
         let storer = Arc::new(Storer {
             settings: settings.clone(),
             redis: redis.clone(),
@@ -106,7 +99,6 @@ impl Deliverer {
             storer,
             client,
             listener,
-            address,
             publisher,
             reporter_task,
             reporter_stop,
@@ -115,7 +107,13 @@ impl Deliverer {
 
     /// Where `/v1/ws` listens.
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.listener.address()
+    }
+
+    /// The base URL of `/v1/ws` (`ws://…` or `wss://…`).
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.listener.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.listener.address())
     }
 
     /// This node's id.
@@ -127,7 +125,7 @@ impl Deliverer {
     /// finishes the jobs it holds and publishes the feedback it has.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let hub = self.hub;
-        tracing::info!(address = %self.address, node = %hub.registry.node(), "deliverer listening");
+        tracing::info!(address = %self.listener.address(), tls = self.listener.is_tls(), node = %hub.registry.node(), "deliverer listening");
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::consumer::run(self.storer.clone(), shutdown.clone()));
         tasks.spawn(crate::wake::listen(
@@ -147,12 +145,7 @@ impl Deliverer {
         let router = crate::http::router(hub.clone()).merge(sprayer_shared::ops::router(
             readiness(hub.clone(), self.publisher),
         ));
-        let server_shutdown = shutdown.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(self.listener, router)
-                .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-                .await
-        });
+        let server = tokio::spawn(self.listener.serve(router, shutdown.clone()));
         shutdown.cancelled().await;
         hub.draining.cancel();
         hub.tracker.close();

@@ -1,6 +1,5 @@
 //! Building and running one dispatcher: one channel, one consumer loop, optional ops endpoints.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sprayer_shared::Settings;
@@ -31,9 +30,9 @@ pub enum StartError {
     /// The channel has no dispatcher yet.
     #[error("channel {0} has no dispatcher in this version")]
     Unsupported(Channel),
-    /// The ops listener could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
+    /// The ops listener could not be set up.
+    #[error("ops endpoints: {0}")]
+    Listen(#[from] sprayer_shared::listen::ListenError),
 }
 
 /// A built dispatcher.
@@ -105,9 +104,13 @@ impl Dispatcher {
                         .map_err(|error| format!("redis: {error}"))
                 })
             });
-            sprayer_shared::ops::serve_ops(listen, ready, shutdown.clone())
-                .await
-                .map_err(|error| StartError::Listen(listen, error))?;
+            sprayer_shared::ops::serve_ops(
+                listen,
+                self.dispatch.settings.dispatcher.ops_tls.as_ref(),
+                ready,
+                shutdown.clone(),
+            )
+            .await?;
         }
         crate::consumer::run(self.dispatch, shutdown).await;
         Ok(())

@@ -1,6 +1,5 @@
 //! Building and running the feeder.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sprayer_shared::Settings;
@@ -16,9 +15,9 @@ pub enum StartError {
     /// The MongoDB client could not be set up.
     #[error("mongodb: {0}")]
     Mongo(#[from] mongodb::error::Error),
-    /// The ops listener could not be bound.
-    #[error("cannot listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
+    /// The ops listener could not be set up.
+    #[error("ops endpoints: {0}")]
+    Listen(#[from] sprayer_shared::listen::ListenError),
 }
 
 /// A built feeder.
@@ -55,9 +54,13 @@ impl Feeder {
                         .map_err(|error| format!("mongodb: {error}"))
                 })
             });
-            sprayer_shared::ops::serve_ops(listen, ready, shutdown.clone())
-                .await
-                .map_err(|error| StartError::Listen(listen, error))?;
+            sprayer_shared::ops::serve_ops(
+                listen,
+                self.feed.settings.feeder.ops_tls.as_ref(),
+                ready,
+                shutdown.clone(),
+            )
+            .await?;
         }
         crate::consumer::run(self.feed, shutdown).await;
         Ok(())

@@ -116,9 +116,24 @@ impl Sprayer {
         self.accepter.as_ref().map(Accepter::address)
     }
 
+    /// The API's base URL (`http://…` or `https://…`), when this process runs it.
+    pub fn url(&self) -> Option<String> {
+        self.accepter.as_ref().map(Accepter::url)
+    }
+
+    /// The admin API's base URL, when this process runs it (the accepter with `admin.token`).
+    pub fn admin_url(&self) -> Option<String> {
+        self.accepter.as_ref().and_then(Accepter::admin_url)
+    }
+
     /// Where `/v1/ws` listens, when this process runs the deliverer.
     pub fn deliverer_address(&self) -> Option<SocketAddr> {
         self.deliverer.as_ref().map(Deliverer::address)
+    }
+
+    /// The deliverer's base URL (`ws://…` or `wss://…`), when this process runs it.
+    pub fn ws_url(&self) -> Option<String> {
+        self.deliverer.as_ref().map(Deliverer::ws_url)
     }
 
     /// Runs everything until `shutdown`, then waits for every service to finish its work.

@@ -99,14 +99,16 @@ async fn run(settings: Settings, only: Vec<sprayer::Role>) -> anyhow::Result<()>
         .await
         .context("starting sprayer")?;
     tracing::info!(?roles, "sprayer running");
-    if let Some(address) = sprayer.address() {
-        println!("Sprayer API on http://{address} (OpenAPI at http://{address}/openapi.json)");
+    if let Some(url) = sprayer.url() {
+        println!("Sprayer API on {url} (OpenAPI at {url}/openapi.json)");
         println!("Create an app: cargo run --release -p sprayer -- admin create-app --name my-app");
     }
-    if let Some(address) = sprayer.deliverer_address() {
-        println!(
-            "WebSocket deliverer on ws://{address}/v1/ws (demo page at http://{address}/demo)"
-        );
+    if let Some(url) = sprayer.admin_url() {
+        println!("Admin API on {url}");
+    }
+    if let Some(url) = sprayer.ws_url() {
+        let page = url.replacen("ws", "http", 1);
+        println!("WebSocket deliverer on {url}/v1/ws (demo page at {page}/demo)");
     }
     sprayer.run_until_stopped(shutdown).await;
     Ok(())

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sprayer_shared::model::{AppId, Channel, DeviceId, GroupId, IdError, UserId};
+use sprayer_shared::model::{AppId, Channel, DeviceId, GroupId, IdError, UserId, WebhookAddress};
+use sprayer_shared::netguard::AddressGuard;
 use sprayer_shared::redis::{endpoints_key, group_channel_key, shard_of, user_groups_key};
 use utoipa::{IntoParams, ToSchema};
 
@@ -105,16 +106,35 @@ fn served_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> {
     Ok(channel)
 }
 
-/// Checks an address for `channel` and returns what is stored.
-fn stored_address(channel: Channel, raw: &[u8]) -> Result<String, ApiError> {
-    sprayer_shared::model::parse_address(channel, raw).map_err(|error| {
+/// Checks an address for `channel` and returns what is stored. A webhook URL whose host is a
+/// literal address outside the public internet is refused unless `webhook.allow_networks`
+/// holds it (names are checked by the dispatcher each time they are resolved).
+fn stored_address(state: &AppState, channel: Channel, raw: &[u8]) -> Result<String, ApiError> {
+    let stored = sprayer_shared::model::parse_address(channel, raw).map_err(|error| {
         let field = if error.field.starts_with('/') || error.field == "channel" {
             error.field.to_owned()
         } else {
             format!("/{}", error.field)
         };
         ApiError::validation(field, error.reason)
-    })
+    })?;
+    if channel == Channel::Http {
+        let guard = AddressGuard::new(&state.settings.webhook.allow_networks);
+        let url = serde_json::from_str::<WebhookAddress>(&stored)
+            .ok()
+            .and_then(|address| url::Url::parse(&address.url).ok());
+        if let Some(host) = url.as_ref().and_then(url::Url::host)
+            && !guard.permits_host(&host)
+        {
+            return Err(ApiError::validation(
+                "/url",
+                format!(
+                    "{host} is not a public address; webhooks may reach it only when the operator allows its network (webhook.allow_networks)"
+                ),
+            ));
+        }
+    }
+    Ok(stored)
 }
 
 fn redacted(channel: Channel, stored: &str) -> serde_json::Value {
@@ -159,7 +179,7 @@ pub async fn put(
     let user = checked_id::<UserId>("user", &user)?;
     let channel = served_channel(&state, &channel)?;
     let device = checked_id::<DeviceId>("device", &device)?;
-    let stored = stored_address(channel, &body.raw)?;
+    let stored = stored_address(&state, channel, &body.raw)?;
     let created = register(&state, &caller.app, &user, channel, &device, &stored).await?;
     let status = if created {
         StatusCode::CREATED

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sprayer_shared::model::{Channel, GroupId, UserId};
 use sprayer_shared::redis::{
-    endpoints_key, group_channel_key, group_members_key, shard_of, user_groups_key,
+    endpoints_key, group_channel_key, group_members_key, group_size_key, shard_of, user_groups_key,
 };
 use utoipa::ToSchema;
 
@@ -34,6 +34,7 @@ pub struct MemberPage {
     responses(
         (status = 201, description = "Added"),
         (status = 200, description = "Already a member"),
+        (status = 409, description = "The group has as many members as the app may put in one", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
@@ -49,6 +50,25 @@ pub async fn put(
     let app = &caller.app;
     let shard = shard_of(&user, state.settings.redis.group_shards);
     let mut redis = state.redis.clone();
+    // The count is checked before the add: adds racing each other may pass the limit by as
+    // many as run at once.
+    let max = state
+        .settings
+        .accepter
+        .limits(app.as_str())
+        .max_group_members;
+    let (member, count): (bool, Option<u64>) = redis::pipe()
+        .sismember(group_members_key(app, &group, shard), user.as_str())
+        .get(group_size_key(app, &group))
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    if !member && count.unwrap_or(0) >= max {
+        return Err(ApiError::conflict(format!(
+            "{group} has {max} members, as many as this app may put in one group"
+        ))
+        .at("group"));
+    }
     let mut pipe = redis::pipe();
     pipe.sadd(user_groups_key(app, &user), group.as_str())
         .ignore();
@@ -78,8 +98,11 @@ pub async fn put(
         .zip(has)
         .filter_map(|(channel, has)| has.then_some(channel))
         .collect();
-    if !registered.is_empty() {
+    if added > 0 || !registered.is_empty() {
         let mut pipe = redis::pipe();
+        if added > 0 {
+            pipe.incr(group_size_key(app, &group), 1).ignore();
+        }
         for channel in registered {
             pipe.sadd(
                 group_channel_key(app, &group, channel, shard),
@@ -135,6 +158,11 @@ pub async fn delete(
         .await
         .map_err(|error| ApiError::unavailable("redis", &error))?;
     if removed > 0 {
+        redis::cmd("DECR")
+            .arg(group_size_key(app, &group))
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(|error| ApiError::unavailable("redis", &error))?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(

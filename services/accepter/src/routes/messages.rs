@@ -12,6 +12,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sprayer_shared::amqp::Outgoing;
+use sprayer_shared::config::AccepterSettings;
 use sprayer_shared::model::{
     AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Priority, UserId,
     now_ms,
@@ -82,8 +83,18 @@ struct Checked {
     priority: Priority,
 }
 
-fn check(request: SendMessage, state: &AppState) -> Result<Checked, ApiError> {
-    let limits = &state.settings.accepter;
+/// Runs the checks of `POST /v1/messages` on a decoded body, as the route does with the
+/// accepter's settings; for tests and fuzzing, which have no [`AppState`].
+#[doc(hidden)]
+pub fn validate(request: SendMessage, limits: &AccepterSettings) -> Result<(), ApiError> {
+    check(request, limits, limits.max_users).map(drop)
+}
+
+fn check(
+    request: SendMessage,
+    limits: &AccepterSettings,
+    max_users: usize,
+) -> Result<Checked, ApiError> {
     let Recipients { user, users, group } = request.to;
     let target = match (user, users, group) {
         (Some(user), None, None) => JobTarget::User(checked_id::<UserId>("/to/user", &user)?),
@@ -91,13 +102,10 @@ fn check(request: SendMessage, state: &AppState) -> Result<Checked, ApiError> {
             if users.is_empty() {
                 return Err(ApiError::validation("/to/users", "give at least one user"));
             }
-            if users.len() > limits.max_users {
+            if users.len() > max_users {
                 return Err(ApiError::validation(
                     "/to/users",
-                    format!(
-                        "at most {} users per message; send to a group instead",
-                        limits.max_users
-                    ),
+                    format!("at most {max_users} users per message; send to a group instead"),
                 ));
             }
             let mut seen = HashSet::with_capacity(users.len());
@@ -348,6 +356,7 @@ fn encode_error(error: &serde_json::Error) -> ApiError {
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The same Idempotency-Key is being accepted", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The app's request rate is above its limit; try again after Retry-After seconds", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid value", body = Problem, content_type = "application/problem+json"),
@@ -362,7 +371,9 @@ pub async fn send(
     body: JsonBody<SendMessage>,
 ) -> Result<Response, ApiError> {
     let idempotency = idempotency_header(&headers)?;
-    let checked = check(body.value, &state)?;
+    let accepter = &state.settings.accepter;
+    let max_users = accepter.limits(caller.app.as_str()).max_users;
+    let checked = check(body.value, accepter, max_users)?;
     let id = MessageId::generate();
     let fingerprint = hex::encode(&Sha256::digest(&body.raw)[..16]);
     let idem_key = idempotency.map(|key| idempotency_key(&caller.app, &key));

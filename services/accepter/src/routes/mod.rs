@@ -22,13 +22,24 @@ use crate::state::AppState;
         messages::send, feedback::message, feedback::deliveries,
         endpoints::put, endpoints::delete, endpoints::list, ws_token::mint,
         groups::put, groups::delete, groups::list,
+    ),
+    modifiers(&Security),
+    tags((name = "messages"), (name = "endpoints"), (name = "groups"))
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document of the admin API, served at `/openapi.json` on the admin listener.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sprayer admin API", description = "Apps, their keys and their provider settings. Served on its own listener (admin.listen), only when admin.token is set."),
+    paths(
         admin::create_app, admin::list_apps, admin::add_key, admin::revoke_key,
         admin::set_provider, admin::providers, admin::remove_provider,
     ),
     modifiers(&Security),
-    tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "admin"))
+    tags((name = "admin"))
 )]
-pub struct ApiDoc;
+pub struct AdminDoc;
 
 struct Security;
 
@@ -60,6 +71,15 @@ pub fn api() -> Router<AppState> {
             put(groups::put).delete(groups::delete),
         )
         .route(
+            "/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
+}
+
+/// The admin API's routes.
+pub fn admin() -> Router<AppState> {
+    Router::new()
+        .route(
             "/admin/v1/apps",
             post(admin::create_app).get(admin::list_apps),
         )
@@ -75,6 +95,6 @@ pub fn api() -> Router<AppState> {
         )
         .route(
             "/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
+            get(|| async { axum::Json(AdminDoc::openapi()) }),
         )
 }

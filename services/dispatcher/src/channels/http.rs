@@ -7,6 +7,8 @@
 //! retried (honouring `Retry-After`); any other answer is `failed`.
 
 use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,11 +17,13 @@ use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use sprayer_shared::config::WebhookSettings;
 use sprayer_shared::model::{Job, Providers, WebhookAddress, delivery_id, now_ms};
+use sprayer_shared::netguard::AddressGuard;
 use tokio::sync::Semaphore;
 
 use super::Sender;
@@ -34,6 +38,7 @@ pub struct ClientError(#[from] reqwest::Error);
 /// The webhook sender.
 pub struct Webhooks {
     client: reqwest::Client,
+    guard: AddressGuard,
     timeout: Duration,
     per_host_limit: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -42,7 +47,11 @@ pub struct Webhooks {
 impl Webhooks {
     /// A sender with the given limits.
     pub fn new(settings: &WebhookSettings) -> Result<Webhooks, ClientError> {
+        let guard = AddressGuard::new(&settings.allow_networks);
         let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver {
+                guard: guard.clone(),
+            }))
             .connect_timeout(settings.connect_timeout)
             .pool_max_idle_per_host(settings.pool_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -51,6 +60,7 @@ impl Webhooks {
             .build()?;
         Ok(Webhooks {
             client,
+            guard,
             timeout: settings.timeout,
             per_host_limit: settings.per_host_concurrency,
             hosts: Mutex::new(HashMap::new()),
@@ -86,6 +96,13 @@ impl Webhooks {
                 };
             }
         };
+        if let Some(host) = url.host()
+            && !self.guard.permits_host(&host)
+        {
+            return Outcome::Failed {
+                error: format!("{host} is not a public address (see webhook.allow_networks)"),
+            };
+        }
         let id = delivery_id(
             &job.message_id,
             job.channel,
@@ -141,6 +158,11 @@ impl Webhooks {
                 classify(status, after)
             }
             Err(error) if error.is_timeout() && now_ms() >= job.expires_at => Outcome::Expired,
+            Err(error) if refused_by_guard(&error).is_some() => Outcome::Failed {
+                error: refused_by_guard(&error)
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            },
             Err(error) => Outcome::Retry {
                 error: describe(&error),
                 after: None,
@@ -227,6 +249,48 @@ fn classify(status: StatusCode, after: Option<Duration>) -> Outcome {
             error: format!("receiver answered {}", status.as_u16()),
         }
     }
+}
+
+/// A name that resolved to no address a webhook may reach.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to no public address (see webhook.allow_networks)")]
+struct NoPublicAddress {
+    host: String,
+}
+
+/// Resolves webhook hosts and keeps only the addresses the guard permits, so that a name cannot
+/// lead a webhook to a private network, whatever it resolves to at the time.
+struct GuardedResolver {
+    guard: AddressGuard,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = self.guard.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let permitted: Vec<SocketAddr> = resolved
+                .filter(|address| guard.permits(address.ip()))
+                .collect();
+            if permitted.is_empty() {
+                return Err(Box::new(NoPublicAddress { host }) as Box<dyn StdError + Send + Sync>);
+            }
+            Ok(Box::new(permitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The guard's refusal behind a send error, if that is what it was.
+fn refused_by_guard(error: &reqwest::Error) -> Option<&NoPublicAddress> {
+    let mut source: Option<&(dyn StdError + 'static)> = error.source();
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<NoPublicAddress>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn describe(error: &reqwest::Error) -> String {

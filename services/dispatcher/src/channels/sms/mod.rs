@@ -292,7 +292,8 @@ fn validity_period(left_ms: i64) -> String {
     )
 }
 
-fn classify(status: u32) -> Outcome {
+/// What a `submit_sm_resp` that is not OK means for the attempt, from its `command_status`.
+pub fn classify(status: u32) -> Outcome {
     let error = format!("SMSC answered 0x{status:08X}");
     match status {
         s if s == SmppError::ESME_RINVDSTADR as u32 => Outcome::Unregistered { error },
