@@ -184,13 +184,24 @@ impl TestApp {
         settings: Settings,
         shutdown: CancellationToken,
     ) -> TestApp {
+        // Over TLS, the tests' certificate authority (`ca.pem`) sits beside the certificate.
+        let http = match &settings.accepter.tls {
+            Some(tls) => {
+                let ca = std::fs::read(tls.cert.with_file_name("ca.pem")).expect("the test CA");
+                reqwest::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
+                    .build()
+                    .expect("client")
+            }
+            None => reqwest::Client::new(),
+        };
         let mut app = TestApp {
             base,
             admin,
             app: String::new(),
             key: String::new(),
             settings,
-            http: reqwest::Client::new(),
+            http,
             ws: None,
             shutdown,
         };
@@ -503,6 +514,8 @@ pub enum Behavior {
     Status(u16),
     /// Answer 200 after this long.
     Hang(Duration),
+    /// Answer 302 with this `Location`.
+    Redirect(&'static str),
 }
 
 /// One request the receiver got.
@@ -593,7 +606,8 @@ async fn receive(
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let header = |name: &str| {
         headers
             .get(name)
@@ -615,12 +629,19 @@ async fn receive(
         .get_mut(&path)
         .and_then(VecDeque::pop_front);
     match behavior {
-        None => StatusCode::OK,
-        Some(Behavior::Status(code)) => StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        None => StatusCode::OK.into_response(),
+        Some(Behavior::Status(code)) => StatusCode::from_u16(code)
+            .unwrap_or(StatusCode::OK)
+            .into_response(),
         Some(Behavior::Hang(delay)) => {
             tokio::time::sleep(delay).await;
-            StatusCode::OK
+            StatusCode::OK.into_response()
         }
+        Some(Behavior::Redirect(location)) => (
+            StatusCode::FOUND,
+            [(axum::http::header::LOCATION, location)],
+        )
+            .into_response(),
     }
 }
 

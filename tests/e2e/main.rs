@@ -14,6 +14,7 @@ mod isolation;
 mod outages;
 mod peers;
 mod retries;
+mod security;
 mod sms;
 mod validation;
 mod webpush;
