@@ -12,7 +12,12 @@ use crate::helpers::{AMQP_URL, TestApp, require_servers, test_settings};
 
 /// Messages ready in `queue` (0 when it does not exist).
 pub async fn queue_depth(queue: &str) -> u32 {
-    let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+    queue_depth_at(AMQP_URL, queue).await
+}
+
+/// Messages ready in `queue` of the broker at `url` (0 when it does not exist).
+pub async fn queue_depth_at(url: &str, queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
         .await
         .expect("rabbitmq");
     let channel = connection.create_channel().await.expect("channel");

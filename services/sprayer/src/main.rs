@@ -110,6 +110,7 @@ async fn run(settings: Settings, only: Vec<sprayer::Role>) -> anyhow::Result<()>
         let page = url.replacen("ws", "http", 1);
         println!("WebSocket deliverer on {url}/v1/ws (demo page at {page}/demo)");
     }
+    println!("Sprayer running: {roles:?}");
     sprayer.run_until_stopped(shutdown).await;
     Ok(())
 }

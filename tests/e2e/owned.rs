@@ -1,0 +1,390 @@
+//! Servers and Sprayer processes that a fault test owns: a RabbitMQ node, a Redis server and a
+//! MongoDB-compatible server on ports of their own (so that stopping them leaves the shared
+//! ones alone), and `sprayer run --only ...` processes that can be killed.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sprayer_shared::Settings;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{unique, wait_until};
+use crate::peers::{free_port, root, tempdir::TempDir};
+
+/// Whether something accepts connections on the loopback `port`.
+pub async fn port_open(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+async fn wait_port(port: u16, open: bool, within: Duration, what: &str) {
+    let reached = wait_until(within, || async {
+        (port_open(port).await == open).then_some(())
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "{what} on port {port} did not {} within {within:?}",
+        if open { "open" } else { "close" }
+    );
+}
+
+/// Runs a command as root: directly when the tests run as root, else with `sudo -n`.
+fn as_root(program: &str) -> std::process::Command {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.starts_with(b"0"));
+    if root {
+        std::process::Command::new(program)
+    } else {
+        let mut command = std::process::Command::new("sudo");
+        command.args(["-n", program]);
+        command
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = as_root("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// A RabbitMQ node of the test's own (Debian's `rabbitmq-server`, run as the rabbitmq user the
+/// package made), with its data in a temporary folder, so that it can be stopped and started
+/// again with its queues.
+pub struct OwnedRabbit {
+    /// The AMQP port.
+    pub port: u16,
+    dist_port: u16,
+    node: String,
+    data: PathBuf,
+}
+
+impl OwnedRabbit {
+    /// Starts a fresh node.
+    pub async fn start() -> OwnedRabbit {
+        let data = std::env::temp_dir().join(unique("sprayer-rabbit-"));
+        for folder in ["mnesia", "log"] {
+            std::fs::create_dir_all(data.join(folder)).expect("data folder");
+        }
+        std::fs::write(data.join("enabled_plugins"), "[].\n").expect("plugins file");
+        let status = as_root("chown")
+            .args(["-R", "rabbitmq:rabbitmq"])
+            .arg(&data)
+            .status()
+            .expect("chown runs");
+        assert!(
+            status.success(),
+            "the data folder goes to the rabbitmq user"
+        );
+        let rabbit = OwnedRabbit {
+            port: free_port(),
+            dist_port: free_port(),
+            node: format!("{}@localhost", unique("sprayer-fault-")),
+            data,
+        };
+        rabbit.up().await;
+        rabbit
+    }
+
+    /// The broker URL.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Starts the node on its data (again).
+    pub async fn up(&self) {
+        let data = self.data.display().to_string();
+        let status = as_root("env")
+            .arg(format!("RABBITMQ_NODENAME={}", self.node))
+            .arg("RABBITMQ_NODE_IP_ADDRESS=127.0.0.1")
+            .arg(format!("RABBITMQ_NODE_PORT={}", self.port))
+            .arg(format!("RABBITMQ_DIST_PORT={}", self.dist_port))
+            .arg("ERL_EPMD_ADDRESS=127.0.0.1")
+            .arg(format!("RABBITMQ_MNESIA_BASE={data}/mnesia"))
+            .arg(format!("RABBITMQ_LOG_BASE={data}/log"))
+            .arg(format!(
+                "RABBITMQ_ENABLED_PLUGINS_FILE={data}/enabled_plugins"
+            ))
+            .arg(format!("RABBITMQ_PID_FILE={data}/pid"))
+            .args(["bash", "-c", r#"nohup rabbitmq-server >"$0" 2>&1 &"#])
+            .arg(format!("{data}/out.log"))
+            .status()
+            .expect("rabbitmq-server starts");
+        assert!(status.success(), "rabbitmq-server starts");
+        wait_port(self.port, true, Duration::from_secs(90), "rabbitmq").await;
+    }
+
+    /// Stops the node (SIGTERM, as `systemctl stop` does) and waits until its port is closed.
+    pub async fn stop(&self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, "TERM");
+        }
+        wait_port(self.port, false, Duration::from_secs(60), "rabbitmq").await;
+        // The node's VM goes on for a moment after the port closes.
+        let pid_file = self.data.join("pid");
+        wait_until(Duration::from_secs(30), || async {
+            (!pid_file.exists()).then_some(())
+        })
+        .await;
+    }
+
+    fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data.join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for OwnedRabbit {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid() {
+            let _ = as_root("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+        let _ = as_root("rm").arg("-rf").arg(&self.data).status();
+    }
+}
+
+/// A Redis server of the test's own, with an append-only file so that a restart keeps its data.
+pub struct OwnedRedis {
+    /// Its port.
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl OwnedRedis {
+    /// Starts a fresh server.
+    pub async fn start() -> OwnedRedis {
+        let mut redis = OwnedRedis {
+            port: free_port(),
+            dir: TempDir::new("sprayer-redis"),
+            child: None,
+        };
+        redis.up().await;
+        redis
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server on its data (again).
+    pub async fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        wait_port(self.port, true, Duration::from_secs(20), "redis").await;
+    }
+
+    /// Stops the server as an operator would (SIGTERM: it writes its data and exits).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                signal(pid, "TERM");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+        }
+        wait_port(self.port, false, Duration::from_secs(20), "redis").await;
+    }
+}
+
+/// The MongoDB-compatible server of the test's own, on its own storage folder.
+pub struct OwnedMongo {
+    /// Its port.
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl OwnedMongo {
+    /// Starts a fresh server.
+    pub async fn start() -> OwnedMongo {
+        let mut mongo = OwnedMongo {
+            port: free_port(),
+            dir: TempDir::new("sprayer-mongo"),
+            child: None,
+        };
+        mongo.up().await;
+        mongo
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server on its storage (again): the Rust server `make test` built, else the
+    /// Python one it fell back to.
+    pub async fn up(&mut self) {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let rust = [home.join(".cargo/bin/secantusd-rs")]
+            .into_iter()
+            .chain(std::env::var_os("PATH").into_iter().flat_map(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join("secantusd-rs"))
+                    .collect::<Vec<_>>()
+            }))
+            .find(|candidate| candidate.exists());
+        let mut command = match rust {
+            Some(binary) => Command::new(binary),
+            None => {
+                let stack = std::env::var_os("SPRAYER_STACK_DIR")
+                    .map_or_else(|| root().join(".stack"), PathBuf::from);
+                let mut command = Command::new(stack.join("venv/bin/python"));
+                command.args(["-m", "secantus"]);
+                command
+            }
+        };
+        let child = command
+            .args(["--port", &self.port.to_string(), "--storage-path"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the MongoDB-compatible server starts");
+        self.child = Some(child);
+        wait_port(self.port, true, Duration::from_secs(60), "mongodb").await;
+    }
+
+    /// Kills the server with SIGKILL.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        wait_port(self.port, false, Duration::from_secs(20), "mongodb").await;
+    }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the server runs");
+        signal(pid, if frozen { "STOP" } else { "CONT" });
+    }
+}
+
+/// A `sprayer run --only <roles>` process with a test's settings, killed on drop.
+pub struct SprayerProcess {
+    child: Child,
+}
+
+impl SprayerProcess {
+    /// Starts the roles and waits until the process has started them.
+    pub async fn start(settings: &Settings, roles: &str) -> SprayerProcess {
+        let binary = root().join("target/debug/sprayer");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `make test` (it builds it first)",
+            binary.display()
+        );
+        let tiers: Vec<String> = settings
+            .amqp
+            .retry_tiers
+            .iter()
+            .map(|tier| format!("{}ms", tier.as_millis()))
+            .collect();
+        let networks: Vec<String> = settings
+            .webhook
+            .allow_networks
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let channels: Vec<&str> = settings
+            .accepter
+            .channels
+            .iter()
+            .map(|channel| channel.as_str())
+            .collect();
+        let mut command = Command::new(binary);
+        command
+            .args(["run", "--only", roles])
+            .env_remove("SPRAYER_CONFIG")
+            .env("SPRAYER_AMQP_URL", &settings.amqp.url)
+            .env("SPRAYER_AMQP_PREFIX", &settings.amqp.prefix)
+            .env("SPRAYER_AMQP_QUEUE_EXPIRES", "10m")
+            .env("SPRAYER_AMQP_PREFETCH", settings.amqp.prefetch.to_string())
+            .env(
+                "SPRAYER_AMQP_RETRY_TIERS",
+                serde_json::json!(tiers).to_string(),
+            )
+            .env("SPRAYER_REDIS_URL", &settings.redis.url)
+            .env("SPRAYER_MONGODB_URL", &settings.mongodb.url)
+            .env("SPRAYER_MONGODB_DATABASE", &settings.mongodb.database)
+            .env(
+                "SPRAYER_ACCEPTER_CHANNELS",
+                serde_json::json!(channels).to_string(),
+            )
+            .env(
+                "SPRAYER_WEBHOOK_ALLOW_NETWORKS",
+                serde_json::json!(networks).to_string(),
+            )
+            .env("SPRAYER_DISPATCHER_OPS_LISTEN", "127.0.0.1:0")
+            .env("SPRAYER_FEEDER_OPS_LISTEN", "127.0.0.1:0")
+            .env("SPRAYER_DELIVERER_LISTEN", "127.0.0.1:0")
+            .env("SPRAYER_TELEMETRY_FILTER", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(secret) = &settings.deliverer.token_secret {
+            command.env("SPRAYER_DELIVERER_TOKEN_SECRET", secret.expose_secret());
+        }
+        let mut child = command.spawn().expect("the sprayer binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let started = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("Sprayer running") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            started.ok(),
+            Some(true),
+            "sprayer run --only {roles} started"
+        );
+        // Read stdout to the end so that the process never blocks on it.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        SprayerProcess { child }
+    }
+
+    /// Kills the process with SIGKILL.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
