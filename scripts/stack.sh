@@ -98,9 +98,9 @@ bench_deps() {
 peer_venv() {
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
   if [ ! -x "$stack_dir/venv/bin/python" ]; then python3 -m venv "$stack_dir/venv"; fi
-  if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece' 2>/dev/null; then
+  if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece, schemathesis' 2>/dev/null; then
     log "installing the test peers' Python packages"
-    "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*'
+    "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*' 'schemathesis==4.32.*'
   fi
 }
 

@@ -16,6 +16,7 @@ mod outages;
 mod owned;
 mod peers;
 mod retries;
+mod schemathesis;
 mod security;
 mod sms;
 mod validation;

@@ -145,6 +145,16 @@ impl MessageId {
     pub fn generate() -> Self {
         Self(uuid::Uuid::now_v7().simple().to_string())
     }
+
+    /// When the id was minted (Unix milliseconds), if it is one the accepter minted.
+    pub fn minted_ms(&self) -> Option<i64> {
+        let id = uuid::Uuid::try_parse(&self.0).ok()?;
+        let (seconds, nanos) = id.get_timestamp()?.to_unix();
+        i64::try_from(seconds)
+            .ok()?
+            .checked_mul(1000)?
+            .checked_add(i64::from(nanos / 1_000_000))
+    }
 }
 
 #[cfg(test)]
@@ -159,6 +169,17 @@ mod tests {
         assert_eq!(UserId::parse("a b"), Err(IdError::BadCharacter(' ')));
         assert_eq!(UserId::parse("x".repeat(129)), Err(IdError::TooLong));
         assert!(UserId::parse("alice.smith+1@example.com").is_ok());
+    }
+
+    #[test]
+    fn minted_ids_tell_when_they_were_minted() {
+        let before = crate::model::now_ms();
+        let minted = MessageId::generate().minted_ms().expect("a v7 id");
+        assert!((before..=crate::model::now_ms()).contains(&minted));
+        assert_eq!(
+            MessageId::parse("not-a-uuid").expect("an id").minted_ms(),
+            None
+        );
     }
 
     #[test]

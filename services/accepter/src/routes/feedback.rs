@@ -4,6 +4,7 @@
 //! `(app, message, status)` index), so they are exact however often or late events arrived.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use serde::{Deserialize, Serialize};
-use sprayer_shared::model::{Channel, DeliveryStatus, MessageId};
+use sprayer_shared::model::{Channel, DeliveryStatus, MessageId, now_ms};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{PathParams, QueryParams};
@@ -93,14 +94,33 @@ async fn find_message(
 ) -> Result<sprayer_shared::mongo::MessageDoc, ApiError> {
     let not_found = || ApiError::not_found(format!("no message {id}")).at("id");
     let id = MessageId::parse(id).map_err(|_| not_found())?;
-    state
-        .mongo
-        .messages
-        .find_one(doc! { "_id": id.as_str(), "app": caller.app.as_str() })
-        .await
-        .map_err(|error| ApiError::unavailable("mongodb", &error))?
-        .ok_or_else(not_found)
+    // The record of a message accepted a moment ago may still be on its way to MongoDB: for an
+    // id minted in the last RECENT, look again for up to SETTLE before answering 404.
+    let fresh = id
+        .minted_ms()
+        .is_some_and(|minted| (now_ms() - minted).abs() < RECENT.as_millis() as i64);
+    let deadline = tokio::time::Instant::now() + if fresh { SETTLE } else { Duration::ZERO };
+    loop {
+        let found = state
+            .mongo
+            .messages
+            .find_one(doc! { "_id": id.as_str(), "app": caller.app.as_str() })
+            .await
+            .map_err(|error| ApiError::unavailable("mongodb", &error))?;
+        match found {
+            Some(message) => return Ok(message),
+            None if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None => return Err(not_found()),
+        }
+    }
 }
+
+/// How young a message id must be for a missing record to be waited for.
+const RECENT: Duration = Duration::from_secs(30);
+/// How long a missing record of a young message is waited for.
+const SETTLE: Duration = Duration::from_secs(3);
 
 fn rfc3339(date: mongodb::bson::DateTime) -> String {
     date.try_to_rfc3339_string().unwrap_or_default()
@@ -112,7 +132,7 @@ fn rfc3339(date: mongodb::bson::DateTime) -> String {
     params(("id" = String, Path, description = "The message id")),
     responses(
         (status = 200, body = MessageView),
-        (status = 404, description = "No such message for this app (it may take a moment to appear after 202)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such message for this app (a message accepted in the last 30 s is waited for up to 3 s)", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("app_key" = []))

@@ -12,6 +12,9 @@ use axum::routing::{get, post, put};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use serde_json::{Value, json};
+use sprayer_shared::model::{Channel, MAX_ID_LEN};
+
 use crate::state::AppState;
 
 /// The OpenAPI document of the API, served at `/openapi.json`.
@@ -72,7 +75,7 @@ pub fn api() -> Router<AppState> {
         )
         .route(
             "/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
+            get(|| async { axum::Json(api_document()) }),
         )
 }
 
@@ -95,6 +98,113 @@ pub fn admin() -> Router<AppState> {
         )
         .route(
             "/openapi.json",
-            get(|| async { axum::Json(AdminDoc::openapi()) }),
+            get(|| async { axum::Json(admin_document()) }),
         )
+}
+
+/// The app API's OpenAPI document, completed (see [`complete`]).
+pub fn api_document() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    complete(&mut document, true);
+    document
+}
+
+/// The admin API's OpenAPI document, completed (see [`complete`]).
+pub fn admin_document() -> Value {
+    let mut document = serde_json::to_value(AdminDoc::openapi()).unwrap_or_default();
+    complete(&mut document, false);
+    document
+}
+
+/// Adds to every operation what the annotations would repeat everywhere: the rules of ids and
+/// the names of channels and statuses on their parameters, and the problem answers any request
+/// may get (401 without a valid key, 429 above the app's rate when `rate_limited`, 503 with a
+/// store down; 404 and 422 where the path names something; 400, 413 and 415 where there is a
+/// body).
+fn complete(document: &mut Value, rate_limited: bool) {
+    let id = json!({ "type": "string", "minLength": 1, "maxLength": MAX_ID_LEN, "pattern": "^[A-Za-z0-9._@+=-]+$" });
+    let channels: Vec<&str> = Channel::ALL
+        .iter()
+        .map(|channel| channel.as_str())
+        .collect();
+    let statuses = ["queued", "sent", "delivered", "read", "failed", "expired"];
+    let problem = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } },
+        })
+    };
+    let retry_later = |description: &str| {
+        let mut answer = problem(description);
+        answer["headers"] = json!({ "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "required": true,
+            "schema": { "type": "integer", "minimum": 1 },
+        } });
+        answer
+    };
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            let mut has_parameters = false;
+            if let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+            {
+                for parameter in parameters.iter_mut() {
+                    let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+                    let place = parameter["in"].as_str().unwrap_or_default().to_owned();
+                    has_parameters |= place == "path" || place == "query";
+                    let schema = match (name.as_str(), place.as_str()) {
+                        ("user" | "group" | "device" | "app" | "key_id", "path") => id.clone(),
+                        ("channel", _) => json!({ "type": "string", "enum": channels }),
+                        ("status", "query") => json!({ "type": "string", "enum": statuses }),
+                        ("limit", "query") => {
+                            json!({ "type": "integer", "minimum": 1, "maximum": 1000 })
+                        }
+                        _ => continue,
+                    };
+                    parameter["schema"] = schema;
+                }
+            }
+            let has_body = operation.get("requestBody").is_some();
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let mut add = |status: &str, answer: Value| {
+                responses.entry(status).or_insert(answer);
+            };
+            add("401", problem("No key, or a key that is not valid"));
+            if rate_limited {
+                add("429", retry_later("Above the app's request rate"));
+            }
+            add(
+                "503",
+                retry_later("A store is unavailable; nothing was done"),
+            );
+            if path.contains('{') {
+                add("404", problem("Nothing of that name belongs to the caller"));
+            }
+            if has_parameters {
+                add(
+                    "422",
+                    problem("A parameter is not valid (named in `field`)"),
+                );
+            }
+            if has_body {
+                add("400", problem("The body is not JSON of the expected shape"));
+                add("413", problem("The body is too large"));
+                add("415", problem("The body is not application/json"));
+                add("422", problem("A value is not valid (named in `field`)"));
+            }
+        }
+    }
 }
