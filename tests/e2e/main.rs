@@ -17,6 +17,7 @@ mod owned;
 mod peers;
 mod retries;
 mod schemathesis;
+mod secrets;
 mod security;
 mod sms;
 mod validation;

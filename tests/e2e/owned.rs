@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
@@ -298,11 +299,22 @@ impl OwnedMongo {
 /// A `sprayer run --only <roles>` process with a test's settings, killed on drop.
 pub struct SprayerProcess {
     child: Child,
+    /// Everything it printed, stdout and stderr.
+    pub output: Arc<Mutex<String>>,
+    /// The API's base URL, when it runs the accepter.
+    pub api: Option<String>,
+    /// The admin API's base URL, when it runs the accepter with an admin token.
+    pub admin: Option<String>,
 }
 
 impl SprayerProcess {
-    /// Starts the roles and waits until the process has started them.
+    /// Starts the roles and waits until the process has started them; logs at `warn`.
     pub async fn start(settings: &Settings, roles: &str) -> SprayerProcess {
+        Self::start_with_logs(settings, roles, "warn").await
+    }
+
+    /// Starts the roles with the log filter `filter` and keeps what the process prints.
+    pub async fn start_with_logs(settings: &Settings, roles: &str, filter: &str) -> SprayerProcess {
         let binary = root().join("target/debug/sprayer");
         assert!(
             binary.exists(),
@@ -353,18 +365,44 @@ impl SprayerProcess {
             .env("SPRAYER_DISPATCHER_OPS_LISTEN", "127.0.0.1:0")
             .env("SPRAYER_FEEDER_OPS_LISTEN", "127.0.0.1:0")
             .env("SPRAYER_DELIVERER_LISTEN", "127.0.0.1:0")
-            .env("SPRAYER_TELEMETRY_FILTER", "warn")
+            .env("SPRAYER_ACCEPTER_LISTEN", "127.0.0.1:0")
+            .env("SPRAYER_ACCEPTER_RATE_PER_SECOND", "0")
+            .env("SPRAYER_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("SPRAYER_TELEMETRY_FILTER", filter)
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         if let Some(secret) = &settings.deliverer.token_secret {
             command.env("SPRAYER_DELIVERER_TOKEN_SECRET", secret.expose_secret());
         }
+        if let Some(token) = &settings.admin.token {
+            command.env("SPRAYER_ADMIN_TOKEN", token.expose_secret());
+        }
         let mut child = command.spawn().expect("the sprayer binary starts");
+        let output = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let kept = output.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut output = kept.lock().expect("lock");
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let (mut api, mut admin) = (None, None);
         let started = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
+                output.lock().expect("lock").push_str(&format!("{line}\n"));
+                if let Some(rest) = line.strip_prefix("Sprayer API on ") {
+                    api = rest.split_whitespace().next().map(str::to_owned);
+                }
+                if let Some(rest) = line.strip_prefix("Admin API on ") {
+                    admin = Some(rest.trim().to_owned());
+                }
                 if line.starts_with("Sprayer running") {
                     return true;
                 }
@@ -378,8 +416,18 @@ impl SprayerProcess {
             "sprayer run --only {roles} started"
         );
         // Read stdout to the end so that the process never blocks on it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        SprayerProcess { child }
+        let kept = output.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().expect("lock").push_str(&format!("{line}\n"));
+            }
+        });
+        SprayerProcess {
+            child,
+            output,
+            api,
+            admin,
+        }
     }
 
     /// Kills the process with SIGKILL.
