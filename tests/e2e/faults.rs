@@ -485,3 +485,88 @@ async fn hanging_and_resetting_receivers_time_out_retry_and_slow_no_one_else() {
         attempts
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_deliverer_rides_out_a_redis_restart_and_loses_no_websocket_message() {
+    use crate::wsclient::WsClient;
+    const WAIT: Duration = Duration::from_secs(30);
+    let mut redis = OwnedRedis::start().await;
+    let app = TestApp::spawn_with(|settings| {
+        crate::helpers::serve_ws(settings);
+        settings.redis.url = redis.url();
+    })
+    .await;
+    let token = app.ws_token("alice").await;
+    let mut socket = WsClient::open(&app.ws_url(&token)).await;
+    let before = app.send_ws("alice", "before").await;
+    let got = socket
+        .next_message(WAIT)
+        .await
+        .expect("the message arrives");
+    assert_eq!(got["id"], before.as_str());
+    socket.ack(&[before.clone()]).await;
+    app.wait_for_status(&before, "ws", "delivered", 1, WAIT)
+        .await;
+
+    redis.stop().await;
+    // Sent while the inboxes are away: accepted (the job waits in its queue) or refused with
+    // 503, never anything else.
+    let (status, body) = app
+        .send(
+            &json!({ "to": { "user": "alice" }, "channels": ["ws"], "content": { "body": "during" } }),
+            None,
+        )
+        .await;
+    let during = match status {
+        StatusCode::ACCEPTED => Some(body["id"].as_str().expect("id").to_owned()),
+        StatusCode::SERVICE_UNAVAILABLE => None,
+        other => panic!("{other}: {body}"),
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.up().await;
+    // The API's connection comes back by itself; until it has, calls that need Redis get 503.
+    let token = wait_until(Duration::from_secs(30), || async {
+        let response = app
+            .request(reqwest::Method::POST, "/v1/users/alice/ws-token")
+            .send()
+            .await
+            .ok()?;
+        let minted: Value = response.json().await.ok()?;
+        minted["token"].as_str().map(str::to_owned)
+    })
+    .await
+    .expect("tokens are minted again");
+    let after = app.send_ws("alice", "after").await;
+
+    // The old socket may have been closed while Redis was away; a fresh one gets what is owed.
+    drop(socket);
+    let mut expected: HashSet<String> = during.iter().cloned().collect();
+    expected.insert(after.clone());
+    let mut fresh = WsClient::open(&app.ws_url(&token)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut received = HashSet::new();
+    while !expected.is_subset(&received) && Instant::now() < deadline {
+        if let Some(message) = fresh.next_message(Duration::from_secs(5)).await {
+            let id = message["id"].as_str().expect("id").to_owned();
+            // Acked without waiting for `acked`: waiting would read past the next message.
+            assert!(fresh.ack_later(&[id.clone()]).await, "the socket is open");
+            received.insert(id);
+        }
+    }
+    assert!(
+        expected.is_subset(&received),
+        "owed {expected:?}, received {received:?}"
+    );
+    assert!(!received.contains(&before), "an acked message came back");
+    for id in &expected {
+        app.wait_for_status(id, "ws", "delivered", 1, WAIT).await;
+    }
+    eprintln!(
+        "fault figures: redis restarted under the deliverer; the message sent during it {}; 0 lost",
+        if during.is_some() {
+            "accepted and delivered"
+        } else {
+            "refused with 503"
+        }
+    );
+}
