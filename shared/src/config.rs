@@ -48,7 +48,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpSettings {
-    /// The broker URL.
+    /// The broker URL, or the URLs of a cluster's nodes separated by commas: each connection
+    /// goes to the first that answers, and after it is lost to the next one in turn.
     pub url: String,
     /// Put before every exchange and queue name, so that several installations (or tests)
     /// share one broker without sharing queues.
@@ -73,6 +74,33 @@ pub enum QueueType {
     Classic,
     /// Quorum queues: replicated over a RabbitMQ cluster.
     Quorum,
+}
+
+impl AmqpSettings {
+    /// What is wrong with `url`: no broker, or an address that is not an AMQP URL (named by
+    /// its place in the list, never shown: it may hold a password).
+    fn url_problems(&self) -> Vec<String> {
+        let urls = crate::amqp::broker_urls(&self.url);
+        if urls.is_empty() {
+            return vec!["amqp.url must name at least one amqp:// or amqps:// URL".to_owned()];
+        }
+        let many = urls.len() > 1;
+        urls.iter()
+            .enumerate()
+            .filter(|(_, url)| url.parse::<lapin::uri::AMQPUri>().is_err())
+            .map(|(index, _)| {
+                if many {
+                    format!(
+                        "amqp.url: address {} of {} is not an amqp:// or amqps:// URL",
+                        index + 1,
+                        urls.len()
+                    )
+                } else {
+                    "amqp.url must be an amqp:// or amqps:// URL".to_owned()
+                }
+            })
+            .collect()
+    }
 }
 
 impl Default for AmqpSettings {
@@ -596,16 +624,12 @@ impl Settings {
 
     /// Checks the values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
+        let mut problems = self.amqp.url_problems();
         let mut check = |ok: bool, problem: &str| {
             if !ok {
                 problems.push(problem.to_owned());
             }
         };
-        check(
-            self.amqp.url.starts_with("amqp"),
-            "amqp.url must be an amqp:// or amqps:// URL",
-        );
         check(self.amqp.prefetch > 0, "amqp.prefetch must be at least 1");
         check(
             self.amqp
@@ -744,6 +768,25 @@ mod tests {
         let error = extract_every_problem(&figment).expect_err("three problems");
         assert_eq!(error.problems.len(), 3, "{error}");
         assert!(error.problems[0].starts_with("amqp.prefetch"), "{error}");
+    }
+
+    #[test]
+    fn amqp_url_takes_a_comma_separated_list_of_brokers() {
+        let mut settings = Settings::default();
+        settings.amqp.url =
+            "amqp://u:p@rabbit-0:5672/%2f, amqp://u:p@rabbit-1:5672/%2f,amqps://u:p@rabbit-2/%2f"
+                .into();
+        assert!(settings.validate().is_ok());
+        settings.amqp.url = "amqp://u:secret@rabbit-0:5672/%2f,http://rabbit-1,".into();
+        let error = settings.validate().expect_err("a bad address");
+        assert_eq!(
+            error.problems,
+            ["amqp.url: address 2 of 2 is not an amqp:// or amqps:// URL"]
+        );
+        assert!(!error.to_string().contains("secret"), "{error}");
+        settings.amqp.url = " , ".into();
+        let error = settings.validate().expect_err("no broker");
+        assert!(error.problems[0].contains("at least one"), "{error}");
     }
 
     #[test]

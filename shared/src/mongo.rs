@@ -163,6 +163,10 @@ impl Mongo {
                 "app_user_updated",
             ))
             .await?;
+        // The admin stats count recent outcomes by the time of their status.
+        self.deliveries
+            .create_index(named(doc! { "updated": 1 }, "updated"))
+            .await?;
         self.deliveries.create_index(expiring("retention")).await?;
         Ok(())
     }

@@ -549,7 +549,10 @@ async fn the_deliverer_rides_out_a_redis_restart_and_loses_no_websocket_message(
         if let Some(message) = fresh.next_message(Duration::from_secs(5)).await {
             let id = message["id"].as_str().expect("id").to_owned();
             // Acked without waiting for `acked`: waiting would read past the next message.
-            assert!(fresh.ack_later(std::slice::from_ref(&id)).await, "the socket is open");
+            assert!(
+                fresh.ack_later(std::slice::from_ref(&id)).await,
+                "the socket is open"
+            );
             received.insert(id);
         }
     }

@@ -4,6 +4,8 @@
 
 mod admin;
 mod apns;
+mod cluster;
+mod console;
 mod delivery;
 mod email;
 mod faults;

@@ -1,6 +1,6 @@
-//! Servers and Sprayer processes that a fault test owns: a RabbitMQ node, a Redis server and a
-//! MongoDB-compatible server on ports of their own (so that stopping them leaves the shared
-//! ones alone), and `sprayer run --only ...` processes that can be killed.
+//! Servers and Sprayer processes that a fault test owns: a RabbitMQ node or a cluster of them,
+//! a Redis server and a MongoDB-compatible server on ports of their own (so that stopping them
+//! leaves the shared ones alone), and `sprayer run --only ...` processes that can be killed.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sprayer_shared::Settings;
+use sprayer_shared::config::QueueType;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -71,6 +72,11 @@ pub struct OwnedRabbit {
 impl OwnedRabbit {
     /// Starts a fresh node.
     pub async fn start() -> OwnedRabbit {
+        Self::start_named("sprayer-fault-").await
+    }
+
+    /// Starts a fresh node named `<prefix><random>@localhost`.
+    async fn start_named(prefix: &str) -> OwnedRabbit {
         let data = std::env::temp_dir().join(unique("sprayer-rabbit-"));
         for folder in ["mnesia", "log"] {
             std::fs::create_dir_all(data.join(folder)).expect("data folder");
@@ -88,7 +94,7 @@ impl OwnedRabbit {
         let rabbit = OwnedRabbit {
             port: free_port(),
             dist_port: free_port(),
-            node: format!("{}@localhost", unique("sprayer-fault-")),
+            node: format!("{}@localhost", unique(prefix)),
             data,
         };
         rabbit.up().await;
@@ -137,6 +143,35 @@ impl OwnedRabbit {
         .await;
     }
 
+    /// The node's name, `<name>@localhost`.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Runs `rabbitmqctl -n <node> <args>` as root (Debian's wrapper runs it as the rabbitmq
+    /// user, with that user's Erlang cookie: the one every owned node has); returns what it
+    /// printed. Fails the test if it fails or takes over two minutes.
+    pub async fn ctl(&self, args: &[&str]) -> String {
+        let mut command = Command::from(as_root("rabbitmqctl"));
+        command
+            .args(["-n", &self.node])
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("rabbitmqctl {args:?} on {} hangs", self.node))
+            .expect("rabbitmqctl runs");
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?} on {}: {}{}",
+            self.node,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(self.data.join("pid"))
             .ok()?
@@ -152,6 +187,59 @@ impl Drop for OwnedRabbit {
             let _ = as_root("kill").args(["-KILL", &pid.to_string()]).status();
         }
         let _ = as_root("rm").arg("-rf").arg(&self.data).status();
+    }
+}
+
+/// A RabbitMQ cluster of the test's own: fresh nodes on loopback, each with its own node name,
+/// AMQP and distribution ports and data folder, sharing the rabbitmq user's Erlang cookie, the
+/// others joined to the first. Dropping it kills every node and deletes their data.
+pub struct OwnedRabbitCluster {
+    /// The nodes; the others joined `nodes[0]`.
+    pub nodes: Vec<OwnedRabbit>,
+}
+
+impl OwnedRabbitCluster {
+    /// Starts `size` nodes and joins them into one cluster.
+    pub async fn start(size: usize) -> OwnedRabbitCluster {
+        let nodes = futures::future::join_all(
+            (0..size).map(|_| OwnedRabbit::start_named("sprayer-cluster-")),
+        )
+        .await;
+        let cluster = OwnedRabbitCluster { nodes };
+        let first = cluster.nodes[0].node().to_owned();
+        for node in &cluster.nodes[1..] {
+            node.ctl(&["stop_app"]).await;
+            node.ctl(&["join_cluster", &first]).await;
+            node.ctl(&["start_app"]).await;
+            wait_port(node.port, true, Duration::from_secs(90), "rabbitmq").await;
+        }
+        let running = cluster.running_nodes(0).await;
+        assert_eq!(
+            running.len(),
+            size,
+            "every node runs in the cluster: {running:?}"
+        );
+        cluster
+    }
+
+    /// The `amqp.url` of the cluster: every node's URL, comma-separated, the first node first.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(OwnedRabbit::url).collect();
+        urls.join(",")
+    }
+
+    /// The nodes running in the cluster, as `nodes[asked]` sees it.
+    pub async fn running_nodes(&self, asked: usize) -> Vec<String> {
+        let status = self.nodes[asked]
+            .ctl(&["cluster_status", "--formatter", "json"])
+            .await;
+        let status: serde_json::Value = serde_json::from_str(&status).expect("cluster status JSON");
+        status["running_nodes"]
+            .as_array()
+            .expect("running nodes")
+            .iter()
+            .filter_map(|node| node.as_str().map(str::to_owned))
+            .collect()
     }
 }
 
@@ -346,6 +434,13 @@ impl SprayerProcess {
             .env("SPRAYER_AMQP_URL", &settings.amqp.url)
             .env("SPRAYER_AMQP_PREFIX", &settings.amqp.prefix)
             .env("SPRAYER_AMQP_QUEUE_EXPIRES", "10m")
+            .env(
+                "SPRAYER_AMQP_QUEUE_TYPE",
+                match settings.amqp.queue_type {
+                    QueueType::Classic => "classic",
+                    QueueType::Quorum => "quorum",
+                },
+            )
             .env("SPRAYER_AMQP_PREFETCH", settings.amqp.prefetch.to_string())
             .env(
                 "SPRAYER_AMQP_RETRY_TIERS",

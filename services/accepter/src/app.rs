@@ -14,6 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::apps::Apps;
 use crate::problem;
+use crate::queues::QueueDepths;
 use crate::routes;
 use crate::state::AppState;
 
@@ -37,6 +38,9 @@ pub struct Accepter {
     router: Router,
     /// The admin API's listener and routes, when `admin.token` is set.
     admin: Option<(Listener, Router)>,
+    /// Filled by the queue poll, which starts with the listeners.
+    queues: QueueDepths,
+    settings: Arc<Settings>,
 }
 
 impl Accepter {
@@ -66,7 +70,9 @@ impl Accepter {
             publisher,
             redis,
             mongo,
+            queues: QueueDepths::default(),
         };
+        let queues = state.queues.clone();
         let admin = match settings.admin.token {
             Some(_) => Some((
                 Listener::bind(settings.admin.listen, settings.admin.tls.as_ref()).await?,
@@ -76,7 +82,13 @@ impl Accepter {
         };
         let router = router(state);
         let api = Listener::bind(settings.accepter.listen, settings.accepter.tls.as_ref()).await?;
-        Ok(Accepter { api, router, admin })
+        Ok(Accepter {
+            api,
+            router,
+            admin,
+            queues,
+            settings,
+        })
     }
 
     /// The address the API listens on.
@@ -104,6 +116,7 @@ impl Accepter {
     /// Serves until `shutdown` is cancelled, then finishes the requests in flight.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(address = %self.api.address(), tls = self.api.is_tls(), "accepter listening");
+        tokio::spawn(self.queues.run(self.settings, shutdown.clone()));
         if let Some((listener, router)) = self.admin {
             tracing::info!(address = %listener.address(), tls = listener.is_tls(), "admin API listening");
             tokio::spawn(listener.serve(router, shutdown.clone()));
@@ -112,7 +125,8 @@ impl Accepter {
     }
 }
 
-/// The admin API: apps, keys and provider settings, on a listener of its own.
+/// The admin API (apps, keys, provider settings, stats) and the operator console, on a
+/// listener of its own.
 fn admin_router(state: AppState) -> Router {
     with_layers(routes::admin(), state)
 }

@@ -4,13 +4,14 @@
 //! document; [`state`] the shared state and the authenticating extractors; [`extract`] the
 //! JSON extractor that reports bad input as [`problem`]+json; [`apps`] the app registry and key
 //! checks, shared with the administration CLI; [`records`] publishes message records of
-//! concurrent requests together.
+//! concurrent requests together; [`queues`] polls RabbitMQ for the depth of every queue.
 
 pub mod app;
 pub mod apps;
 pub mod extract;
 pub mod metrics;
 pub mod problem;
+pub mod queues;
 pub mod ratelimit;
 pub mod records;
 pub mod routes;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub apps: Arc<Apps>,
     /// Message records, published together.
     pub records: crate::records::Records,
+    /// The queue depths last polled from RabbitMQ.
+    pub queues: crate::queues::QueueDepths,
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

@@ -14,7 +14,7 @@ use futures::stream::FuturesOrdered;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{self, AmqpError, Publisher};
+use sprayer_shared::amqp::{self, AmqpError, Brokers, Publisher};
 use sprayer_shared::expand::users_with_endpoint;
 use sprayer_shared::model::{
     Channel, DeliveryEvent, DeliveryStatus, Job, StatusBatch, UserId, now_ms,
@@ -205,6 +205,8 @@ impl Storer {
         message: &NewMessage<'_>,
     ) -> Result<Vec<DeliveryEvent>, StoreError> {
         let mut redis = self.redis.clone();
+        // The inbox is the `ws` channel's provider: its write is what the others' sends are.
+        let started = std::time::Instant::now();
         let stored = inbox::store_many(
             &mut redis,
             &job.app,
@@ -213,7 +215,10 @@ impl Storer {
             self.settings.deliverer.inbox_max,
             &self.due_key,
         )
-        .await?;
+        .await;
+        metrics::histogram!("sprayer_provider_seconds", "channel" => "ws")
+            .record(started.elapsed().as_secs_f64());
+        let stored = stored?;
         let mut events = Vec::with_capacity(users.len());
         let mut wakes = Wakes::default();
         for (user, stored) in users.iter().zip(stored) {
@@ -261,22 +266,29 @@ impl Storer {
         if messages.is_empty() {
             return Ok(());
         }
-        self.publisher.publish_all(&messages).await
+        self.publisher.publish_all(&messages).await?;
+        events.iter().for_each(crate::reporter::count);
+        Ok(())
     }
 }
 
 /// Consumes `jobs.ws` until `shutdown`, reconnecting whenever the broker goes away.
 pub async fn run(storer: Arc<Storer>, shutdown: CancellationToken) {
+    let brokers = Brokers::new(&storer.settings.amqp.url);
     amqp::run_with_reconnect("deliverer.jobs", &shutdown, || {
-        session(storer.clone(), shutdown.clone())
+        session(storer.clone(), &brokers, shutdown.clone())
     })
     .await;
     tracing::info!("ws job consumer stopped");
 }
 
-async fn session(storer: Arc<Storer>, shutdown: CancellationToken) -> Result<(), AmqpError> {
+async fn session(
+    storer: Arc<Storer>,
+    brokers: &Brokers,
+    shutdown: CancellationToken,
+) -> Result<(), AmqpError> {
     let settings = &storer.settings;
-    let connection = amqp::connect(&settings.amqp.url, Duration::from_secs(5)).await?;
+    let connection = brokers.connect(Duration::from_secs(5)).await?;
     let channel = amqp::consumer_channel(&connection, settings.amqp.prefetch).await?;
     let topology = storer.publisher.topology();
     topology.declare_status(&channel).await?;

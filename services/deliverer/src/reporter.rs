@@ -46,9 +46,13 @@ pub fn ws_event(
     })
 }
 
-/// Counts a `ws` delivery event in `sprayer_ws_events_total`.
+/// Counts a `ws` delivery event in `sprayer_ws_events_total` and, as every channel does, in
+/// `sprayer_deliveries_total{channel="ws"}`.
 pub fn count(event: &DeliveryEvent) {
-    metrics::counter!("sprayer_ws_events_total", "status" => event.status.as_str()).increment(1);
+    let status = event.status.as_str();
+    metrics::counter!("sprayer_ws_events_total", "status" => status).increment(1);
+    metrics::counter!("sprayer_deliveries_total", "channel" => "ws", "status" => status)
+        .increment(1);
 }
 
 impl Reporter {

@@ -1,7 +1,8 @@
 //! The consumer loop: take jobs from `jobs.<channel>` (manual ack, bounded prefetch), run each
 //! in its own task, ack when done, requeue after a pause when a store failed, and send jobs that
-//! cannot be read to the dead-letter queue. Reconnects with backoff; on shutdown stops taking
-//! jobs and finishes the ones it holds.
+//! cannot be read to the dead-letter queue. Reconnects with backoff, to the next broker of
+//! `amqp.url` in turn; on shutdown stops taking jobs and finishes the ones it holds, and when
+//! the connection is lost stops them (they cannot be acked: the broker gives them out again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
-use sprayer_shared::amqp::{self, AmqpError};
+use sprayer_shared::amqp::{self, AmqpError, Brokers};
 use sprayer_shared::model::Job;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -24,16 +25,21 @@ const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 /// Consumes until `shutdown`, reconnecting whenever the broker goes away.
 pub async fn run(dispatch: Arc<Dispatch>, shutdown: CancellationToken) {
     let name = format!("dispatcher.{}", dispatch.channel);
+    let brokers = Brokers::new(&dispatch.settings.amqp.url);
     amqp::run_with_reconnect(&name, &shutdown, || {
-        session(dispatch.clone(), shutdown.clone())
+        session(dispatch.clone(), &brokers, shutdown.clone())
     })
     .await;
     tracing::info!(channel = %dispatch.channel, "dispatcher stopped");
 }
 
-async fn session(dispatch: Arc<Dispatch>, shutdown: CancellationToken) -> Result<(), AmqpError> {
+async fn session(
+    dispatch: Arc<Dispatch>,
+    brokers: &Brokers,
+    shutdown: CancellationToken,
+) -> Result<(), AmqpError> {
     let settings = &dispatch.settings;
-    let connection = amqp::connect(&settings.amqp.url, Duration::from_secs(5)).await?;
+    let connection = brokers.connect(Duration::from_secs(5)).await?;
     let channel = amqp::consumer_channel(&connection, settings.amqp.prefetch).await?;
     let topology = dispatch.publisher.topology();
     topology.declare_status(&channel).await?;
@@ -58,6 +64,14 @@ async fn session(dispatch: Arc<Dispatch>, shutdown: CancellationToken) -> Result
         let _ = channel
             .basic_cancel(consumer.tag(), BasicCancelOptions::default())
             .await;
+    } else if !channel.status().connected() {
+        // The jobs in hand can no longer be acked: the broker gives them out again in full.
+        // Stopping them now keeps what is sent twice to what they had already sent.
+        tracing::warn!(
+            jobs = tasks.len(),
+            "rabbitmq connection lost; the jobs in hand return to the queue"
+        );
+        tasks.abort_all();
     }
     if tokio::time::timeout(DRAIN_GRACE, async {
         while tasks.join_next().await.is_some() {}

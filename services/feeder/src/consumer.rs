@@ -11,7 +11,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{self, AmqpError, Topology};
+use sprayer_shared::amqp::{self, AmqpError, Brokers, Topology};
 use sprayer_shared::model::{DeliveryEvent, MessageRecord, StatusBatch};
 use sprayer_shared::mongo::Mongo;
 use tokio_util::sync::CancellationToken;
@@ -38,16 +38,21 @@ struct Pending {
 
 /// Consumes until `shutdown`, reconnecting whenever the broker goes away.
 pub async fn run(feed: Arc<Feed>, shutdown: CancellationToken) {
+    let brokers = Brokers::new(&feed.settings.amqp.url);
     amqp::run_with_reconnect("feeder", &shutdown, || {
-        session(feed.clone(), shutdown.clone())
+        session(feed.clone(), &brokers, shutdown.clone())
     })
     .await;
     tracing::info!("feeder stopped");
 }
 
-async fn session(feed: Arc<Feed>, shutdown: CancellationToken) -> Result<(), AmqpError> {
+async fn session(
+    feed: Arc<Feed>,
+    brokers: &Brokers,
+    shutdown: CancellationToken,
+) -> Result<(), AmqpError> {
     let settings = &feed.settings;
-    let connection = amqp::connect(&settings.amqp.url, Duration::from_secs(5)).await?;
+    let connection = brokers.connect(Duration::from_secs(5)).await?;
     let channel = amqp::consumer_channel(&connection, settings.feeder.prefetch).await?;
     feed.topology.declare_status(&channel).await?;
     let queue = feed.topology.status_queue();

@@ -1,10 +1,12 @@
 //! The API's routes, one module per group, and the OpenAPI document generated from them.
 
 pub mod admin;
+pub mod console;
 pub mod endpoints;
 pub mod feedback;
 pub mod groups;
 pub mod messages;
+pub mod stats;
 pub mod ws_token;
 
 use axum::Router;
@@ -34,10 +36,10 @@ pub struct ApiDoc;
 /// The OpenAPI document of the admin API, served at `/openapi.json` on the admin listener.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Sprayer admin API", description = "Apps, their keys and their provider settings. Served on its own listener (admin.listen), only when admin.token is set."),
+    info(title = "Sprayer admin API", description = "Apps, their keys and their provider settings; traffic, feedback and queue stats. Served on its own listener (admin.listen), only when admin.token is set, beside the operator console (GET /console)."),
     paths(
         admin::create_app, admin::list_apps, admin::add_key, admin::revoke_key,
-        admin::set_provider, admin::providers, admin::remove_provider,
+        admin::set_provider, admin::providers, admin::remove_provider, stats::stats,
     ),
     modifiers(&Security),
     tags((name = "admin"))
@@ -79,7 +81,7 @@ pub fn api() -> Router<AppState> {
         )
 }
 
-/// The admin API's routes.
+/// The admin API's routes and the operator console.
 pub fn admin() -> Router<AppState> {
     Router::new()
         .route(
@@ -96,6 +98,10 @@ pub fn admin() -> Router<AppState> {
             "/admin/v1/apps/{app}/providers/{channel}",
             put(admin::set_provider).delete(admin::remove_provider),
         )
+        .route("/admin/v1/stats", get(stats::stats))
+        .route("/console", get(console::page))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(admin_document()) }),

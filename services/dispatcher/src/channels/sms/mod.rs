@@ -177,55 +177,59 @@ impl Sms {
         let reference: u8 = rand::random();
         let validity = validity_period(job.expires_at - now_ms());
         let started = Instant::now();
-        for (index, payload) in encoded.parts.iter().enumerate() {
-            let (esm_class, short_message) = if total > 1 {
-                let sequence = u8::try_from(index + 1).unwrap_or(u8::MAX);
-                let mut bytes = text::concatenation_header(reference, total, sequence).to_vec();
-                bytes.extend_from_slice(payload);
-                (0x40, bytes)
-            } else {
-                (0x00, payload.clone())
-            };
-            let Ok(_slot) = session.window.acquire().await else {
-                return Outcome::Retry {
-                    error: "the SMPP window is closed".into(),
-                    after: None,
+        // Timed on every answer of the SMSC, not only on success: a slow refusal is slow too.
+        let outcome = 'submit: {
+            for (index, payload) in encoded.parts.iter().enumerate() {
+                let (esm_class, short_message) = if total > 1 {
+                    let sequence = u8::try_from(index + 1).unwrap_or(u8::MAX);
+                    let mut bytes = text::concatenation_header(reference, total, sequence).to_vec();
+                    bytes.extend_from_slice(payload);
+                    (0x40, bytes)
+                } else {
+                    (0x00, payload.clone())
                 };
-            };
-            let answer = smsc
-                .submit_sm()
-                .source_addr_ton(source_ton)
-                .source_addr_npi(source_npi)
-                .source_addr(source.clone())
-                .dest_addr_ton(1)
-                .dest_addr_npi(1)
-                .destination_addr(destination.clone())
-                .esm_class(esm_class)
-                .priority_flag(if job.priority == Priority::High { 1 } else { 0 })
-                .validity_period(validity.clone())
-                .registered_delivery(1)
-                .data_coding(encoded.data_coding)
-                .short_message(short_message)
-                .send()
-                .await;
-            match answer {
-                Ok(response) if response.is_success() => {
-                    // Kept at once: the receipt may come right after the answer.
-                    let smsc_id = response.message_id.unwrap_or_default();
-                    self.remember(job, recipient, &smsc_id).await;
-                }
-                Ok(response) => return classify(response.command_status()),
-                Err(error) => {
-                    return Outcome::Retry {
-                        error: format!("no submit_sm_resp ({error:?})"),
+                let Ok(_slot) = session.window.acquire().await else {
+                    break 'submit Outcome::Retry {
+                        error: "the SMPP window is closed".into(),
                         after: None,
                     };
+                };
+                let answer = smsc
+                    .submit_sm()
+                    .source_addr_ton(source_ton)
+                    .source_addr_npi(source_npi)
+                    .source_addr(source.clone())
+                    .dest_addr_ton(1)
+                    .dest_addr_npi(1)
+                    .destination_addr(destination.clone())
+                    .esm_class(esm_class)
+                    .priority_flag(if job.priority == Priority::High { 1 } else { 0 })
+                    .validity_period(validity.clone())
+                    .registered_delivery(1)
+                    .data_coding(encoded.data_coding)
+                    .short_message(short_message)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(response) if response.is_success() => {
+                        // Kept at once: the receipt may come right after the answer.
+                        let smsc_id = response.message_id.unwrap_or_default();
+                        self.remember(job, recipient, &smsc_id).await;
+                    }
+                    Ok(response) => break 'submit classify(response.command_status()),
+                    Err(error) => {
+                        break 'submit Outcome::Retry {
+                            error: format!("no submit_sm_resp ({error:?})"),
+                            after: None,
+                        };
+                    }
                 }
             }
-        }
+            Outcome::Sent
+        };
         metrics::histogram!("sprayer_provider_seconds", "channel" => "sms")
             .record(started.elapsed().as_secs_f64());
-        Outcome::Sent
+        outcome
     }
 
     /// Keeps a part's SMSC id for its receipts; a failure only loses the receipts.
