@@ -120,8 +120,12 @@ impl Default for AmqpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// The server URL.
+    /// The server URL; with `cluster`, the URLs of some or all of the cluster's nodes (seeds)
+    /// separated by commas: the first that answers gives the cluster's layout.
     pub url: String,
+    /// `true` for a Redis Cluster: commands go to the node of their hash slot, pipelines are
+    /// split by slot, and pub/sub listens on one seed node at a time.
+    pub cluster: bool,
     /// Shards per group and channel; must not change while groups exist.
     pub group_shards: u16,
 }
@@ -130,8 +134,75 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
             group_shards: 64,
         }
+    }
+}
+
+impl RedisSettings {
+    /// What is wrong with `url`: for one server, a URL that is not Redis's or a list of
+    /// several; for a cluster, no seed, or a seed that is not a `redis://` or `rediss://` URL,
+    /// names a database other than 0 or other credentials than the first (named by its place
+    /// in the list, never shown: it may hold a password).
+    fn url_problems(&self) -> Vec<String> {
+        if !self.cluster {
+            // A comma may stand in a password: only a second URL makes a list.
+            let listed = self
+                .url
+                .split(',')
+                .filter(|url| url.trim().starts_with("redis"));
+            if listed.count() > 1 {
+                return vec![
+                    "redis.url lists several servers: set redis.cluster = true for a Redis Cluster, or name one server".to_owned(),
+                ];
+            }
+            if !self.url.starts_with("redis") {
+                return vec!["redis.url must be a redis:// or rediss:// URL".to_owned()];
+            }
+            return Vec::new();
+        }
+        let urls = crate::redis::server_urls(self);
+        if urls.is_empty() {
+            return vec![
+                "redis.url must name at least one redis:// or rediss:// URL of the cluster"
+                    .to_owned(),
+            ];
+        }
+        let place = |index: usize| format!("redis.url: address {} of {}", index + 1, urls.len());
+        let mut problems = Vec::new();
+        let mut credentials = None;
+        for (index, text) in urls.iter().enumerate() {
+            let parsed = url::Url::parse(text).ok().filter(|parsed| {
+                matches!(parsed.scheme(), "redis" | "rediss") && parsed.host_str().is_some()
+            });
+            let Some(parsed) = parsed else {
+                problems.push(format!(
+                    "{} is not a redis:// or rediss:// URL with a host",
+                    place(index)
+                ));
+                continue;
+            };
+            if !matches!(parsed.path(), "" | "/" | "/0") {
+                problems.push(format!(
+                    "{} names a database: a Redis Cluster has database 0 only",
+                    place(index)
+                ));
+            }
+            let these = (
+                parsed.username().to_owned(),
+                parsed.password().map(str::to_owned),
+            );
+            match &credentials {
+                None => credentials = Some(these),
+                Some(first) if *first != these => problems.push(format!(
+                    "{} has other credentials than the first: every node of a cluster takes the same",
+                    place(index)
+                )),
+                Some(_) => {}
+            }
+        }
+        problems
     }
 }
 
@@ -625,6 +696,7 @@ impl Settings {
     /// Checks the values that parse but cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = self.amqp.url_problems();
+        problems.extend(self.redis.url_problems());
         let mut check = |ok: bool, problem: &str| {
             if !ok {
                 problems.push(problem.to_owned());
@@ -637,10 +709,6 @@ impl Settings {
                 .iter()
                 .all(|tier| tier.as_millis() > 0),
             "amqp.retry_tiers must all be longer than zero",
-        );
-        check(
-            self.redis.url.starts_with("redis"),
-            "redis.url must be a redis:// or rediss:// URL",
         );
         check(
             self.redis.group_shards > 0,
@@ -787,6 +855,42 @@ mod tests {
         settings.amqp.url = " , ".into();
         let error = settings.validate().expect_err("no broker");
         assert!(error.problems[0].contains("at least one"), "{error}");
+    }
+
+    #[test]
+    fn redis_url_lists_seed_nodes_of_a_cluster_only_in_cluster_mode() {
+        let mut settings = Settings::default();
+        settings.redis.url = "redis://a:6379,redis://b:6379".into();
+        let error = settings.validate().expect_err("a list for one server");
+        assert_eq!(
+            error.problems,
+            [
+                "redis.url lists several servers: set redis.cluster = true for a Redis Cluster, or name one server"
+            ]
+        );
+        settings.redis.cluster = true;
+        assert!(settings.validate().is_ok());
+        settings.redis.url = " redis://:secret@a:7000, redis://:secret@b:7001 ,".into();
+        assert!(settings.validate().is_ok());
+        settings.redis.url =
+            "redis://:secret@a:7000,http://b,redis://:other@c:7002,redis://:secret@d/3".into();
+        let error = settings.validate().expect_err("bad seeds");
+        assert_eq!(
+            error.problems,
+            [
+                "redis.url: address 2 of 4 is not a redis:// or rediss:// URL with a host",
+                "redis.url: address 3 of 4 has other credentials than the first: every node of a cluster takes the same",
+                "redis.url: address 4 of 4 names a database: a Redis Cluster has database 0 only",
+            ]
+        );
+        assert!(!error.to_string().contains("secret"), "{error}");
+        settings.redis.url = " , ".into();
+        let error = settings.validate().expect_err("no seed");
+        assert!(error.problems[0].contains("at least one"), "{error}");
+        // One server: as before, a password may hold a comma.
+        settings.redis.cluster = false;
+        settings.redis.url = "redis://:pa,ss@a:6379".into();
+        assert!(settings.validate().is_ok());
     }
 
     #[test]

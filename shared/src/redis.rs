@@ -1,21 +1,148 @@
 //! Redis: the connection and the key layout (see the README's "Redis keys").
 //!
 //! A user's keys share the hash tag `{app:user}`, so a Redis Cluster keeps them in one slot.
+//!
+//! [`RedisConnection`] is one server (`redis.cluster = false`, the default) or a Redis Cluster
+//! (`redis.cluster = true`, `redis.url` listing seed nodes). Both serve the same code: commands,
+//! scripts and pipelines go through [`redis::aio::ConnectionLike`]. On a cluster a pipeline
+//! whose commands touch several slots is split by slot and the parts run at once (module
+//! `slots`); every script and every multi-key command must stay within one slot, which the key
+//! layout allows: a script touches one user's keys, or a single global key.
 
-use redis::aio::ConnectionManager;
+mod cluster;
+mod slots;
 
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+pub use cluster::ClusterManager;
+
+use crate::config::RedisSettings;
 use crate::model::{AppId, Channel, GroupId, UserId};
 
-/// A multiplexed, self-reconnecting connection; clone it freely.
-pub type RedisConnection = ConnectionManager;
+/// How long connecting to a server may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a command may wait for its answer (on a cluster: with its retries and redirects).
+const RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Opens a connection manager to `url`.
-pub async fn connect(url: &str) -> redis::RedisResult<RedisConnection> {
-    let client = redis::Client::open(url)?;
+/// A multiplexed, self-reconnecting connection to one server or to a Redis Cluster; clone it
+/// freely.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// One server: a connection manager, which reconnects by itself.
+    Single(ConnectionManager),
+    /// A Redis Cluster: routes each command to the node serving its slot, follows redirects
+    /// and refreshes the slot map when the cluster changes; replaced when it stops answering.
+    Cluster(ClusterManager),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            RedisConnection::Single(_) => "RedisConnection::Single",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl RedisConnection {
+    /// Whether this is a Redis Cluster, where a script or a multi-key command must keep to
+    /// one slot.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(_))
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Single(connection) => connection.req_packed_command(cmd),
+            RedisConnection::Cluster(manager) => Box::pin(async move {
+                let outcome = manager.connection().req_packed_command(cmd).await;
+                manager.observe(&outcome);
+                outcome
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Single(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            RedisConnection::Cluster(manager) => Box::pin(async move {
+                let mut connection = manager.connection();
+                // A transaction must keep to one slot as it is; the redis crate says so if not.
+                let outcome = if pipeline.is_transaction() || offset != 0 || count != pipeline.len()
+                {
+                    connection
+                        .req_packed_commands(pipeline, offset, count)
+                        .await
+                } else {
+                    slots::query_by_slot(connection, pipeline).await
+                };
+                manager.observe(&outcome);
+                outcome
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(connection) => connection.get_db(),
+            RedisConnection::Cluster(_) => 0,
+        }
+    }
+}
+
+/// The server URLs of `redis.url`: the URL as it is for one server; for a cluster, the seed
+/// nodes separated by commas (a comma inside a password is written `%2C`), blanks around each
+/// ignored.
+pub fn server_urls(settings: &RedisSettings) -> Vec<&str> {
+    if settings.cluster {
+        settings
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
+    } else {
+        vec![settings.url.as_str()]
+    }
+}
+
+/// Connects to the server, or to the cluster through the first seed node that answers.
+pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<RedisConnection> {
+    if settings.cluster {
+        let client = redis::cluster::ClusterClientBuilder::new(server_urls(settings))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .build()?;
+        return Ok(RedisConnection::Cluster(
+            ClusterManager::connect(client).await?,
+        ));
+    }
+    let client = redis::Client::open(settings.url.as_str())?;
     let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(10)));
-    ConnectionManager::new_with_config(client, config).await
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    Ok(RedisConnection::Single(
+        ConnectionManager::new_with_config(client, config).await?,
+    ))
+}
+
+/// Plain clients of every server in `redis.url`, for pub/sub: a Redis Cluster passes every
+/// `PUBLISH` on to all its nodes, so a subscriber may listen on any one of them.
+pub fn pubsub_clients(settings: &RedisSettings) -> redis::RedisResult<Vec<redis::Client>> {
+    server_urls(settings)
+        .into_iter()
+        .map(redis::Client::open)
+        .collect()
 }
 
 /// `ep:{app:user}:<channel>`: HASH of device id → address JSON.

@@ -17,6 +17,7 @@ mod isolation;
 mod outages;
 mod owned;
 mod peers;
+mod redis_cluster;
 mod retries;
 mod schemathesis;
 mod secrets;

@@ -1,6 +1,7 @@
 //! Servers and Sprayer processes that a fault test owns: a RabbitMQ node or a cluster of them,
-//! a Redis server and a MongoDB-compatible server on ports of their own (so that stopping them
-//! leaves the shared ones alone), and `sprayer run --only ...` processes that can be killed.
+//! a Redis server or a Redis Cluster, and a MongoDB-compatible server on ports of their own (so
+//! that stopping them leaves the shared ones alone), and `sprayer run --only ...` processes that
+//! can be killed.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -303,6 +304,182 @@ impl OwnedRedis {
     }
 }
 
+/// One node of an [`OwnedRedisCluster`]: a `redis-server` in cluster mode on loopback, with its
+/// data (append-only file) and cluster state (`nodes.conf`) in a folder of its own, so that it
+/// comes back after a stop on the same port with its slots and keys.
+pub struct OwnedClusterNode {
+    /// Its client port.
+    pub port: u16,
+    bus_port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl OwnedClusterNode {
+    /// The node's URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the node on its folder (again).
+    pub async fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-port", &self.bus_port.to_string()])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", "2000"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        wait_port(
+            self.port,
+            true,
+            Duration::from_secs(20),
+            "redis cluster node",
+        )
+        .await;
+    }
+
+    /// Stops the node as an operator would (SIGTERM: it writes its data and exits).
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                signal(pid, "TERM");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+        }
+        wait_port(
+            self.port,
+            false,
+            Duration::from_secs(20),
+            "redis cluster node",
+        )
+        .await;
+    }
+
+    /// Runs one command on this node alone (a plain connection, within 5 s).
+    pub async fn command<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+        let asked = async {
+            let client = redis::Client::open(self.url())?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            command.query_async::<T>(&mut connection).await
+        };
+        tokio::time::timeout(Duration::from_secs(5), asked)
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// Whether the node sees the whole cluster healthy: state ok, every slot served.
+    pub async fn healthy(&self) -> bool {
+        self.command::<String>(&redis::cmd("CLUSTER").arg("INFO").to_owned())
+            .await
+            .is_some_and(|info| {
+                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+            })
+    }
+}
+
+/// A Redis Cluster of the test's own: `size` masters without replicas (Debian's
+/// `redis-server`), each on free loopback ports (client and cluster bus) with its own folder,
+/// made one cluster by `redis-cli --cluster create`. Dropping it kills every node and deletes
+/// their data.
+pub struct OwnedRedisCluster {
+    /// The nodes, each serving about a third of the slots.
+    pub nodes: Vec<OwnedClusterNode>,
+}
+
+impl OwnedRedisCluster {
+    /// Starts `size` nodes, makes them one cluster and waits until every node sees it healthy.
+    pub async fn start(size: usize) -> OwnedRedisCluster {
+        let mut nodes = Vec::with_capacity(size);
+        for _ in 0..size {
+            let mut node = OwnedClusterNode {
+                port: free_port(),
+                bus_port: free_port(),
+                dir: TempDir::new("sprayer-redis-cluster"),
+                child: None,
+            };
+            node.up().await;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = tokio::time::timeout(
+            Duration::from_secs(60),
+            Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(&addresses)
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("redis-cli --cluster create ends within 60 s")
+        .expect("redis-cli runs");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let cluster = OwnedRedisCluster { nodes };
+        let healthy = cluster.wait_healthy(Duration::from_secs(60)).await;
+        assert!(healthy.is_some(), "the cluster is healthy within 60 s");
+        cluster
+    }
+
+    /// `redis.url` for the cluster: every node's URL, comma-separated.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(OwnedClusterNode::url).collect();
+        urls.join(",")
+    }
+
+    /// Waits until every node sees the cluster healthy; how long that took, or `None`.
+    pub async fn wait_healthy(&self, within: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        wait_until(within, || async {
+            for node in &self.nodes {
+                if !node.healthy().await {
+                    return None;
+                }
+            }
+            Some(started.elapsed())
+        })
+        .await
+    }
+
+    /// Keys held by each node.
+    pub async fn keys_per_node(&self) -> Vec<u64> {
+        let mut counts = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            counts.push(
+                node.command::<u64>(&redis::cmd("DBSIZE"))
+                    .await
+                    .unwrap_or(0),
+            );
+        }
+        counts
+    }
+}
+
 /// The MongoDB-compatible server of the test's own, on its own storage folder.
 pub struct OwnedMongo {
     /// Its port.
@@ -447,6 +624,7 @@ impl SprayerProcess {
                 serde_json::json!(tiers).to_string(),
             )
             .env("SPRAYER_REDIS_URL", &settings.redis.url)
+            .env("SPRAYER_REDIS_CLUSTER", settings.redis.cluster.to_string())
             .env("SPRAYER_MONGODB_URL", &settings.mongodb.url)
             .env("SPRAYER_MONGODB_DATABASE", &settings.mongodb.database)
             .env(

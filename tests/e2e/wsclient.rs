@@ -35,6 +35,11 @@ impl WsClient {
         WsClient { stream }
     }
 
+    /// A client on a socket opened elsewhere.
+    pub fn from_stream(stream: WebSocketStream<MaybeTlsStream<TcpStream>>) -> WsClient {
+        WsClient { stream }
+    }
+
     /// Opens `url` and waits for `hello`.
     pub async fn open(url: &str) -> WsClient {
         let mut client = Self::connect(url).await;

@@ -52,7 +52,7 @@ impl Accepter {
             // Feedback reads answer 503 until MongoDB is back; the indexes are made by the feeder too.
             tracing::warn!(%error, "cannot create MongoDB indexes now");
         }
-        let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
+        let redis = sprayer_shared::redis::connect(&settings.redis).await?;
         let publisher = Arc::new(Publisher::new(
             &settings.amqp.url,
             Topology::new(&settings.amqp),

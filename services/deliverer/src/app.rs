@@ -41,7 +41,7 @@ pub enum StartError {
 pub struct Deliverer {
     hub: Arc<Hub>,
     storer: Arc<Storer>,
-    client: redis::Client,
+    pubsub: Vec<redis::Client>,
     listener: Listener,
     publisher: Arc<Publisher>,
     reporter_task: JoinHandle<()>,
@@ -53,8 +53,8 @@ impl Deliverer {
     pub async fn build(settings: Settings) -> Result<Deliverer, StartError> {
         let settings = Arc::new(settings);
         let deliverer = &settings.deliverer;
-        let client = redis::Client::open(settings.redis.url.as_str())?;
-        let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
+        let pubsub = sprayer_shared::redis::pubsub_clients(&settings.redis)?;
+        let redis = sprayer_shared::redis::connect(&settings.redis).await?;
         let publisher = Arc::new(Publisher::new(
             &settings.amqp.url,
             Topology::new(&settings.amqp),
@@ -97,7 +97,7 @@ impl Deliverer {
         Ok(Deliverer {
             hub,
             storer,
-            client,
+            pubsub,
             listener,
             publisher,
             reporter_task,
@@ -129,7 +129,7 @@ impl Deliverer {
         let mut tasks = JoinSet::new();
         tasks.spawn(crate::consumer::run(self.storer.clone(), shutdown.clone()));
         tasks.spawn(crate::wake::listen(
-            self.client,
+            self.pubsub,
             hub.registry.node().clone(),
             hub.registry.clone(),
             shutdown.clone(),

@@ -10,13 +10,18 @@
 //! | `inbox:{app:user}:acked` | ZSET | acknowledged message id → expiry: a job delivered twice does not bring it back (pruned on acks) |
 //! | `conn:{app:user}` | HASH | deliverer node → until when (Unix ms) it holds sockets of the user |
 //!
+//! On a Redis Cluster each script keeps to one slot: one user's keys, or the one sequence key.
+//!
 //! A message has one sequence number in every inbox it is stored in, taken per job from
 //! `<prefix>ws-seq` (`max(last + 1, now_ms × 1000)` on the Redis clock): jobs are stored one
 //! after the other, so sequence order is sending order, across consumer failovers too.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use redis::Script;
+use futures::StreamExt;
+use redis::cluster_routing::Slot;
+use redis::{Script, ScriptInvocation};
 use sprayer_shared::model::{AppId, UserId};
 use sprayer_shared::redis::RedisConnection;
 
@@ -317,10 +322,20 @@ pub async fn nodes_of(
         .collect())
 }
 
-/// Stores `message` in each user's inbox and adds each user to the expiry index `due_key`,
-/// in one round trip and one script call. (On Redis Cluster, where one call may touch one
-/// slot only, the users of a call would have to share a slot.) Results are in the order of
-/// `users`.
+/// What [`STORE`] answers per user: stored, seq, dropped ids, nodes.
+type StoreReply = Vec<(i64, String, Vec<String>, Vec<String>)>;
+
+/// Script calls of one batch in flight at once on a Redis Cluster.
+const STORE_CALLS_IN_FLIGHT: usize = 64;
+
+/// Stores `message` in each user's inbox and adds each user to the expiry index `due_key`.
+/// Results are in the order of `users`.
+///
+/// On one server: one round trip and one script call for all of them. On a Redis Cluster,
+/// where a script may touch the keys of one slot only, one script call per slot (the users
+/// whose tags share a slot go together; most users have a slot to themselves), all at once,
+/// then one `ZADD` of the index, which is a key of the installation and stays out of the
+/// scripts: one command per batch of users, not a load worth spreading.
 pub async fn store_many(
     redis: &mut RedisConnection,
     app: &AppId,
@@ -332,6 +347,76 @@ pub async fn store_many(
     if users.is_empty() {
         return Ok(Vec::new());
     }
+    let mut due = redis::cmd("ZADD");
+    due.arg(due_key).arg("LT");
+    for user in users {
+        due.arg(message.expires_at).arg(due_member(app, user));
+    }
+    if redis.is_cluster() {
+        let stored = store_by_slot(redis, app, users, message, capacity).await?;
+        due.query_async::<()>(redis).await?;
+        return Ok(stored);
+    }
+    let mut pipe = redis::pipe();
+    pipe.load_script(&STORE).ignore();
+    pipe.invoke_script(&store_invocation(app, users, message, capacity));
+    pipe.add_command(due).ignore();
+    let (replies,): (StoreReply,) = pipe.query_async(redis).await?;
+    Ok(replies.into_iter().map(stored).collect())
+}
+
+/// One [`STORE`] call per hash slot of `users`, at once; results in the order of `users`.
+async fn store_by_slot(
+    redis: &RedisConnection,
+    app: &AppId,
+    users: &[UserId],
+    message: &NewMessage<'_>,
+    capacity: usize,
+) -> redis::RedisResult<Vec<Stored>> {
+    let mut by_slot: HashMap<Slot, Vec<usize>> = HashMap::new();
+    for (index, user) in users.iter().enumerate() {
+        by_slot
+            .entry(Slot::for_key(connections_key(app, user)))
+            .or_default()
+            .push(index);
+    }
+    let mut results: Vec<Option<Stored>> = vec![None; users.len()];
+    let mut calls = futures::stream::iter(by_slot.into_values().map(|indices| {
+        let mut redis = redis.clone();
+        let these: Vec<UserId> = indices.iter().map(|&index| users[index].clone()).collect();
+        let invocation = store_invocation(app, &these, message, capacity);
+        async move {
+            let replies: StoreReply = invocation.invoke_async(&mut redis).await?;
+            redis::RedisResult::Ok((indices, replies))
+        }
+    }))
+    .buffer_unordered(STORE_CALLS_IN_FLIGHT);
+    while let Some(call) = calls.next().await {
+        let (indices, replies) = call?;
+        for (index, reply) in indices.into_iter().zip(replies) {
+            results[index] = Some(stored(reply));
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| {
+            result.ok_or_else(|| {
+                redis::RedisError::from((
+                    redis::ErrorKind::UnexpectedReturnType,
+                    "an inbox write answered for fewer users than it was given",
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The [`STORE`] call for `users`.
+fn store_invocation(
+    app: &AppId,
+    users: &[UserId],
+    message: &NewMessage<'_>,
+    capacity: usize,
+) -> ScriptInvocation<'static> {
     const KEEP_PAST_EXPIRY_MS: i64 = 24 * 3600 * 1000;
     let mut invocation = STORE.prepare_invoke();
     for user in users {
@@ -350,27 +435,17 @@ pub async fn store_many(
         .arg(capacity)
         .arg(KEEP_PAST_EXPIRY_MS)
         .arg(message.seq);
-    let mut pipe = redis::pipe();
-    pipe.load_script(&STORE).ignore();
-    pipe.invoke_script(&invocation);
-    let mut due = redis::cmd("ZADD");
-    due.arg(due_key).arg("LT");
-    for user in users {
-        due.arg(message.expires_at).arg(due_member(app, user));
+    invocation
+}
+
+fn stored((stored, seq, dropped, nodes): (i64, String, Vec<String>, Vec<String>)) -> Stored {
+    Stored {
+        in_inbox: stored >= 0,
+        acked_before: stored < 0,
+        seq: number(&seq),
+        dropped,
+        nodes,
     }
-    pipe.add_command(due).ignore();
-    type Reply = Vec<(i64, String, Vec<String>, Vec<String>)>;
-    let (replies,): (Reply,) = pipe.query_async(redis).await?;
-    Ok(replies
-        .into_iter()
-        .map(|(stored, seq, dropped, nodes)| Stored {
-            in_inbox: stored >= 0,
-            acked_before: stored < 0,
-            seq: number(&seq),
-            dropped,
-            nodes,
-        })
-        .collect())
 }
 
 /// Reads up to `limit` messages after `cursor`; expired ones are removed and listed apart.

@@ -87,36 +87,53 @@ impl Wakes {
 
 /// Listens on this node's channel until `shutdown`, resubscribing after a lost connection
 /// (and then telling every socket to read its inbox, as wake-ups may have been missed).
+///
+/// `servers` holds one client per server in `redis.url`: the one server, or the seed nodes of
+/// a Redis Cluster, which passes every `PUBLISH` on to all its nodes, so listening on any one
+/// of them is enough. The subscription goes to the first that answers, starting after the one
+/// used last: a node that went away is left at once.
 pub async fn listen(
-    client: redis::Client,
+    servers: Vec<redis::Client>,
     node: NodeId,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) {
     let channel = node_channel(node.as_str());
     let mut backoff = Duration::from_millis(100);
+    let mut next = 0;
     while !shutdown.is_cancelled() {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            redis::RedisResult::Ok(pubsub)
-        }
-        .await;
-        let mut pubsub = match subscribed {
-            Ok(pubsub) => pubsub,
-            Err(error) => {
-                tracing::warn!(%error, "cannot subscribe to the node's wake-ups; retrying");
-                if !sprayer_shared::shutdown::sleep_or_cancel(backoff, &shutdown).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+        let mut subscribed = None;
+        for offset in 0..servers.len() {
+            let index = (next + offset) % servers.len();
+            let attempt = async {
+                let mut pubsub = servers[index].get_async_pubsub().await?;
+                pubsub.subscribe(&channel).await?;
+                redis::RedisResult::Ok(pubsub)
             }
+            .await;
+            match attempt {
+                Ok(pubsub) => {
+                    next = (index + 1) % servers.len();
+                    subscribed = Some((pubsub, index));
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, server = %server_of(&servers[index]), "cannot subscribe to the node's wake-ups");
+                }
+            }
+        }
+        let Some((pubsub, index)) = subscribed else {
+            tracing::warn!("no server takes the wake-up subscription; retrying");
+            if !sprayer_shared::shutdown::sleep_or_cancel(backoff, &shutdown).await {
+                return;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            continue;
         };
         backoff = Duration::from_millis(100);
-        tracing::info!(channel, "listening for wake-ups");
+        tracing::info!(channel, server = %server_of(&servers[index]), "listening for wake-ups");
         registry.catch_up_all();
-        let mut messages = pubsub.on_message();
+        let mut messages = pubsub.into_on_message();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -130,6 +147,11 @@ pub async fn listen(
             }
         }
     }
+}
+
+/// `host:port` of a client's server, for logs (never its credentials).
+fn server_of(client: &redis::Client) -> String {
+    client.get_connection_info().addr().to_string()
 }
 
 fn deliver(registry: &Registry, payload: &[u8]) {

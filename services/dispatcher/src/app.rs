@@ -44,7 +44,7 @@ impl Dispatcher {
     /// Sets up the dispatcher of `channel`.
     pub async fn build(settings: Settings, channel: Channel) -> Result<Dispatcher, StartError> {
         let settings = Arc::new(settings);
-        let redis = sprayer_shared::redis::connect(&settings.redis.url).await?;
+        let redis = sprayer_shared::redis::connect(&settings.redis).await?;
         let mongo = sprayer_shared::mongo::Mongo::connect(&settings.mongodb).await?;
         let publisher = Arc::new(Publisher::new(
             &settings.amqp.url,

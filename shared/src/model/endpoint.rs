@@ -274,7 +274,15 @@ pub fn parse_address(channel: super::Channel, raw: &[u8]) -> Result<String, Addr
             serde_json::to_string(&subscription)
         }
         Channel::Ws => {
-            let inbox: WsEndpoint = serde_json::from_slice(raw).map_err(decode_error)?;
+            // serde reads a field-less struct from `[]` too: only `{}` is an inbox address.
+            let value: serde_json::Value = serde_json::from_slice(raw).map_err(decode_error)?;
+            if !value.is_object() {
+                return Err(AddressError {
+                    field: "/",
+                    reason: "must be an empty object {}".into(),
+                });
+            }
+            let inbox: WsEndpoint = serde_json::from_value(value).map_err(decode_error)?;
             serde_json::to_string(&inbox)
         }
     };
@@ -350,5 +358,20 @@ mod tests {
             Err("secret")
         );
         assert!(!format!("{:?}", address("https://example.com", &secret)).contains(&secret));
+    }
+
+    #[test]
+    fn a_ws_address_is_an_empty_object_and_nothing_else() {
+        assert_eq!(
+            parse_address(crate::model::Channel::Ws, b"{}").expect("an inbox"),
+            "{}"
+        );
+        for refused in [&b"[]"[..], b"null", b"1", br#"{"x":1}"#] {
+            assert!(
+                parse_address(crate::model::Channel::Ws, refused).is_err(),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 }
