@@ -120,6 +120,9 @@ fn sprayer(roles: &str, namespace: &str, admin: &str) -> anyhow::Result<Command>
         .env("SPRAYER_ADMIN_TOKEN", admin)
         .env("SPRAYER_ADMIN_LISTEN", "127.0.0.1:0")
         .env("SPRAYER_ACCEPTER_RATE_PER_SECOND", "0")
+        // The benchmark's webhook sink runs on loopback, which webhooks may reach only when
+        // allowed.
+        .env("SPRAYER_WEBHOOK_ALLOW_NETWORKS", r#"["127.0.0.0/8"]"#)
         .env("SPRAYER_TELEMETRY_FILTER", "warn");
     Ok(command)
 }
