@@ -9,7 +9,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sprayer_shared::Settings;
@@ -17,7 +16,7 @@ use sprayer_shared::config::QueueType;
 use sprayer_shared::model::Channel;
 
 use crate::helpers::{
-    Hit, Receiver, TestApp, register_users, signature_valid, wait_until, webhook_secret,
+    Hit, Receiver, TestApp, register_group, signature_valid, wait_until, webhook_secret,
 };
 use crate::owned::OwnedRabbitCluster;
 
@@ -27,33 +26,11 @@ fn on_cluster(settings: &mut Settings, cluster: &OwnedRabbitCluster) {
     settings.amqp.queue_type = QueueType::Quorum;
 }
 
-/// Registers users `u0..` with a webhook each (path = user) and puts them in `group`.
-async fn register_group(
-    app: &TestApp,
-    receiver: &Receiver,
-    secret: &str,
-    count: usize,
-    group: &str,
-) -> Vec<String> {
-    let users = register_users(app, receiver, secret, count).await;
-    futures::stream::iter(users.iter())
-        .for_each_concurrent(64, |user| app.add_member(group, user))
-        .await;
-    users
-}
-
-fn message_of(hit: &Hit) -> String {
-    serde_json::from_slice::<Value>(&hit.body)
-        .ok()
-        .and_then(|body| body["data"]["message_id"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Distinct (message, user) pairs among `hits`, and the requests beyond them.
 fn distinct_and_duplicates(hits: &[&Hit]) -> (usize, usize) {
     let distinct: HashSet<(String, &str)> = hits
         .iter()
-        .map(|hit| (message_of(hit), hit.path.as_str()))
+        .map(|hit| (hit.message_id(), hit.path.as_str()))
         .collect();
     (distinct.len(), hits.len() - distinct.len())
 }
@@ -108,7 +85,7 @@ async fn on_a_three_node_cluster_with_quorum_queues_a_group_message_reaches_each
     assert!(users.iter().all(|user| reached.contains(user.as_str())));
     for hit in &hits {
         assert!(signature_valid(&secret, hit), "signature of {}", hit.id);
-        assert_eq!(message_of(hit), id);
+        assert_eq!(hit.message_id(), id);
         let body: Value = serde_json::from_slice(&hit.body).expect("JSON body");
         assert_eq!(body["data"]["user"].as_str(), Some(hit.path.as_str()));
     }
@@ -255,7 +232,7 @@ async fn a_cluster_node_stopped_mid_send_costs_only_503s_while_reconnecting_and_
             .await;
         let sending = wait_until(Duration::from_secs(90), || async {
             let hits = receiver.hits();
-            (hits.iter().filter(|hit| message_of(hit) == group).count() >= 300).then_some(())
+            (hits.iter().filter(|hit| hit.message_id() == group).count() >= 300).then_some(())
         })
         .await;
         assert!(sending.is_some(), "the group send got going");
@@ -273,7 +250,7 @@ async fn a_cluster_node_stopped_mid_send_costs_only_503s_while_reconnecting_and_
         // (a dispatcher consumes) and its feedback recorded (the feeder consumes), while the
         // first node is still down.
         let moved = wait_until(Duration::from_secs(60), || async {
-            let received: HashSet<String> = receiver.hits().iter().map(message_of).collect();
+            let received: HashSet<String> = receiver.hits().iter().map(Hit::message_id).collect();
             for id in accepted_after(&answers, stopped) {
                 if received.contains(&id)
                     && let Some(summary) = app.summary(&id).await
@@ -333,14 +310,14 @@ async fn a_cluster_node_stopped_mid_send_costs_only_503s_while_reconnecting_and_
 
     // Every 202 is delivered, with exact feedback.
     let all_received = wait_until(Duration::from_secs(180), || async {
-        let received: HashSet<String> = receiver.hits().iter().map(message_of).collect();
+        let received: HashSet<String> = receiver.hits().iter().map(Hit::message_id).collect();
         accepted
             .iter()
             .all(|id| received.contains(*id))
             .then_some(())
     })
     .await;
-    let received: HashSet<String> = receiver.hits().iter().map(message_of).collect();
+    let received: HashSet<String> = receiver.hits().iter().map(Hit::message_id).collect();
     let lost: Vec<&&String> = accepted
         .iter()
         .filter(|id| !received.contains(**id))
@@ -372,7 +349,10 @@ async fn a_cluster_node_stopped_mid_send_costs_only_503s_while_reconnecting_and_
         assert_eq!(summary["total"].as_u64(), Some(1), "{summary}");
     }
     let hits = receiver.hits();
-    let group_hits: Vec<&Hit> = hits.iter().filter(|hit| message_of(hit) == group).collect();
+    let group_hits: Vec<&Hit> = hits
+        .iter()
+        .filter(|hit| hit.message_id() == group)
+        .collect();
     let (group_distinct, group_duplicates) = distinct_and_duplicates(&group_hits);
     assert_eq!(
         group_distinct, MEMBERS,

@@ -42,18 +42,11 @@ async fn register_group(
     users
 }
 
-fn message_of(hit: &Hit) -> String {
-    serde_json::from_slice::<Value>(&hit.body)
-        .ok()
-        .and_then(|body| body["data"]["message_id"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Distinct (message, user) pairs received, and the requests beyond them.
 fn distinct_and_duplicates(hits: &[Hit]) -> (usize, usize) {
     let distinct: HashSet<(String, &str)> = hits
         .iter()
-        .map(|hit| (message_of(hit), hit.path.as_str()))
+        .map(|hit| (hit.message_id(), hit.path.as_str()))
         .collect();
     (distinct.len(), hits.len() - distinct.len())
 }
@@ -218,7 +211,7 @@ async fn with_the_broker_stopped_for_20s_the_api_answers_503_and_every_202_is_de
         "503 while the broker was down: {down:?}"
     );
     all_delivered(&app, &accepted, Duration::from_secs(120)).await;
-    let received: HashSet<String> = receiver.hits().iter().map(message_of).collect();
+    let received: HashSet<String> = receiver.hits().iter().map(Hit::message_id).collect();
     let lost: Vec<&String> = accepted
         .iter()
         .filter(|id| !received.contains(*id))

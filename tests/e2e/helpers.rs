@@ -645,6 +645,32 @@ async fn receive(
     }
 }
 
+impl Hit {
+    /// The `message_id` the webhook carried (empty when the body is not a Sprayer webhook).
+    pub fn message_id(&self) -> String {
+        serde_json::from_slice::<Value>(&self.body)
+            .ok()
+            .and_then(|body| body["data"]["message_id"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
+/// Registers users `u0..` with a webhook each (path = user) and puts them in `group`.
+pub async fn register_group(
+    app: &TestApp,
+    receiver: &Receiver,
+    secret: &str,
+    count: usize,
+    group: &str,
+) -> Vec<String> {
+    use futures::StreamExt;
+    let users = register_users(app, receiver, secret, count).await;
+    futures::stream::iter(users.iter())
+        .for_each_concurrent(64, |user| app.add_member(group, user))
+        .await;
+    users
+}
+
 /// Registers `count` users `u0..` with one webhook each (path = user) and returns their ids.
 pub async fn register_users(
     app: &TestApp,

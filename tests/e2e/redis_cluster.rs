@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sprayer::Role;
@@ -17,7 +16,7 @@ use sprayer_shared::Settings;
 use sprayer_shared::config::RedisSettings;
 
 use crate::helpers::{
-    Behavior, Hit, Receiver, TestApp, register_users, serve_ws, signature_valid, wait_until,
+    Behavior, Hit, Receiver, TestApp, register_group, serve_ws, signature_valid, wait_until,
     webhook_secret,
 };
 use crate::owned::OwnedRedisCluster;
@@ -29,31 +28,9 @@ fn on_cluster(settings: &mut Settings, cluster: &OwnedRedisCluster) {
     settings.redis.cluster = true;
 }
 
-/// Registers users `u0..` with a webhook each (path = user) and puts them in `group`.
-async fn register_group(
-    app: &TestApp,
-    receiver: &Receiver,
-    secret: &str,
-    count: usize,
-    group: &str,
-) -> Vec<String> {
-    let users = register_users(app, receiver, secret, count).await;
-    futures::stream::iter(users.iter())
-        .for_each_concurrent(64, |user| app.add_member(group, user))
-        .await;
-    users
-}
-
-fn message_of(hit: &Hit) -> String {
-    serde_json::from_slice::<Value>(&hit.body)
-        .ok()
-        .and_then(|body| body["data"]["message_id"].as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// The requests for message `id`: distinct users reached, and the requests beyond them.
 fn reached(hits: &[Hit], id: &str) -> (HashSet<String>, usize) {
-    let of_message: Vec<&Hit> = hits.iter().filter(|hit| message_of(hit) == id).collect();
+    let of_message: Vec<&Hit> = hits.iter().filter(|hit| hit.message_id() == id).collect();
     let users: HashSet<String> = of_message.iter().map(|hit| hit.path.clone()).collect();
     let duplicates = of_message.len() - users.len();
     (users, duplicates)
@@ -112,7 +89,7 @@ async fn assert_delivered_once(
     let (users, duplicates) = reached(&hits, id);
     assert_eq!(&users, expected, "the users reached");
     assert_eq!(duplicates, 0, "one request per user");
-    for hit in hits.iter().filter(|hit| message_of(hit) == id) {
+    for hit in hits.iter().filter(|hit| hit.message_id() == id) {
         assert!(signature_valid(secret, hit), "signature of {}", hit.id);
         let body: Value = serde_json::from_slice(&hit.body).expect("JSON body");
         assert_eq!(body["data"]["user"].as_str(), Some(hit.path.as_str()));
