@@ -56,6 +56,7 @@ async fn duplicate_and_late_events_never_move_a_delivery_back_and_counts_stay_ex
             exchange: topology.status_exchange(),
             routing_key: STATUS_ROUTING_KEY.into(),
             body,
+            kind: None,
         }
     };
     use DeliveryStatus::*;

@@ -66,7 +66,7 @@ impl Accepter {
                 settings.accepter.key_cache_ttl,
             )),
             settings: settings.clone(),
-            records: crate::records::Records::start(publisher.clone()),
+            commits: crate::commit::Commits::start(&publisher),
             publisher,
             redis,
             mongo,

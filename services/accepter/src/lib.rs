@@ -8,12 +8,12 @@
 
 pub mod app;
 pub mod apps;
+pub mod commit;
 pub mod extract;
 pub mod metrics;
 pub mod problem;
 pub mod queues;
 pub mod ratelimit;
-pub mod records;
 pub mod routes;
 pub mod state;
 

@@ -29,8 +29,8 @@ pub struct AppState {
     pub mongo: Mongo,
     /// Key verification.
     pub apps: Arc<Apps>,
-    /// Message records, published together.
-    pub records: crate::records::Records,
+    /// Jobs and message records, published together with those of concurrent requests.
+    pub commits: crate::commit::Commits,
     /// The queue depths last polled from RabbitMQ.
     pub queues: crate::queues::QueueDepths,
 }

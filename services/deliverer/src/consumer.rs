@@ -13,11 +13,12 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::ShortString;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{self, AmqpError, Brokers, Publisher};
 use sprayer_shared::expand::users_with_endpoint;
 use sprayer_shared::model::{
-    Channel, DeliveryEvent, DeliveryStatus, Job, StatusBatch, UserId, now_ms,
+    Channel, DeliveryEvent, DeliveryStatus, Job, StatusBatch, UserId, decode_jobs, now_ms,
 };
 use sprayer_shared::redis::RedisConnection;
 use tokio::task::JoinSet;
@@ -330,14 +331,17 @@ async fn session(
     ended
 }
 
-/// Stores one job in order; returns what is left to do (publish feedback, ack) off the line.
+/// Stores the jobs of one broker message in order; returns what is left to do (publish
+/// feedback, ack) off the line. When one of a batch cannot be stored, the whole message goes
+/// back: storing a redelivered job again is safe (see [`Storer::store`]).
 async fn handle(
     storer: &Arc<Storer>,
     delivery: Delivery,
     shutdown: &CancellationToken,
 ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-    let job: Job = match serde_json::from_slice(&delivery.data) {
-        Ok(job) => job,
+    let kind = delivery.properties.kind().as_ref().map(ShortString::as_str);
+    let jobs = match decode_jobs(kind, &delivery.data) {
+        Ok(jobs) => jobs,
         Err(error) => {
             tracing::error!(%error, "unreadable ws job; moved to the dead-letter queue");
             metrics::counter!("sprayer_jobs_total", "channel" => "ws", "result" => "unreadable")
@@ -346,28 +350,32 @@ async fn handle(
             return None;
         }
     };
-    let events = match storer.store(&job, delivery.redelivered).await {
-        Ok(events) => events,
-        Err(error) => {
-            tracing::warn!(%error, message = %job.message_id, "ws job not stored; requeued");
-            metrics::counter!("sprayer_jobs_total", "channel" => "ws", "result" => "requeued")
-                .increment(1);
-            sprayer_shared::shutdown::sleep_or_cancel(REQUEUE_PAUSE, shutdown).await;
-            let _ = delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await;
-            return None;
+    let mut events = Vec::new();
+    for job in &jobs {
+        match storer.store(job, delivery.redelivered).await {
+            Ok(stored) => events.extend(stored),
+            Err(error) => {
+                tracing::warn!(%error, message = %job.message_id, "ws job not stored; requeued");
+                metrics::counter!("sprayer_jobs_total", "channel" => "ws", "result" => "requeued")
+                    .increment(jobs.len() as u64);
+                sprayer_shared::shutdown::sleep_or_cancel(REQUEUE_PAUSE, shutdown).await;
+                let _ = delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await;
+                return None;
+            }
         }
-    };
+    }
+    let count = jobs.len() as u64;
     let storer = storer.clone();
     Some(async move {
         let settled = match storer.publish_events(&events).await {
             Ok(()) => {
                 metrics::counter!("sprayer_jobs_total", "channel" => "ws", "result" => "done")
-                    .increment(1);
+                    .increment(count);
                 delivery.ack(BasicAckOptions::default()).await
             }
             Err(error) => {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::types::ShortString;
 use sprayer_shared::amqp::{self, AmqpError, Brokers};
-use sprayer_shared::model::Job;
+use sprayer_shared::model::decode_jobs;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -88,8 +89,9 @@ async fn session(
 
 async fn handle(dispatch: Arc<Dispatch>, delivery: Delivery, shutdown: CancellationToken) {
     let channel = dispatch.channel.as_str();
-    let job: Job = match serde_json::from_slice(&delivery.data) {
-        Ok(job) => job,
+    let kind = delivery.properties.kind().as_ref().map(ShortString::as_str);
+    let jobs = match decode_jobs(kind, &delivery.data) {
+        Ok(jobs) => jobs,
         Err(error) => {
             tracing::error!(%error, "unreadable job; moved to the dead-letter queue");
             metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "unreadable")
@@ -98,27 +100,48 @@ async fn handle(dispatch: Arc<Dispatch>, delivery: Delivery, shutdown: Cancellat
             return;
         }
     };
-    let result = dispatch.run(&job).await;
-    let acked = match result {
-        Ok(()) => {
-            metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "done")
-                .increment(1);
-            delivery.ack(BasicAckOptions::default()).await
+    let failed = dispatch.run_all(&jobs).await;
+    metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "done")
+        .increment((jobs.len() - failed.len()) as u64);
+    if failed.is_empty() {
+        if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+            tracing::warn!(%error, "cannot settle a job; the broker redelivers it");
         }
-        Err(error) => {
-            tracing::warn!(%error, message = %job.message_id, "job not finished; requeued");
-            metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "requeued")
-                .increment(1);
-            sprayer_shared::shutdown::sleep_or_cancel(REQUEUE_PAUSE, &shutdown).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await
+        return;
+    }
+    metrics::counter!("sprayer_jobs_total", "channel" => channel, "result" => "requeued")
+        .increment(failed.len() as u64);
+    for (job, error) in &failed {
+        tracing::warn!(%error, message = %job.message_id, "job not finished; requeued");
+    }
+    sprayer_shared::shutdown::sleep_or_cancel(REQUEUE_PAUSE, &shutdown).await;
+    // Only the unfinished jobs of a batch go back: as jobs of their own, then the batch is
+    // acked. When that cannot be published, the whole message goes back.
+    let requeued = if failed.len() < jobs.len() {
+        let topology = dispatch.publisher.topology();
+        let queue = topology.jobs_queue(dispatch.channel);
+        let messages: Result<Vec<_>, _> = failed
+            .iter()
+            .map(|(job, _)| topology.queued_job_message(queue.clone(), job))
+            .collect();
+        match messages {
+            Ok(messages) => dispatch.publisher.publish_all(&messages).await.is_ok(),
+            Err(_) => false,
         }
+    } else {
+        false
     };
-    if let Err(error) = acked {
+    let settled = if requeued {
+        delivery.ack(BasicAckOptions::default()).await
+    } else {
+        delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await
+    };
+    if let Err(error) = settled {
         tracing::warn!(%error, "cannot settle a job; the broker redelivers it");
     }
 }

@@ -1,6 +1,7 @@
-//! One job from start to end: expand it, send to every recipient within the concurrency limits,
-//! then publish retries, dead letters and status events with confirms. The caller acks the job
-//! only when this returns `Ok`.
+//! The jobs of one broker message from start to end: expand each, send to every recipient
+//! within the concurrency limits, then publish the retries, dead letters and status events of
+//! them all together, with confirms. The caller acks the message only for the jobs that
+//! finished.
 
 use std::sync::Arc;
 
@@ -55,8 +56,31 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    /// Handles one job.
-    pub async fn run(&self, job: &Job) -> Result<(), DispatchError> {
+    /// Handles the jobs of one broker message (one, or a batch the accepter gathered): each is
+    /// expanded and sent on its own, and what they publish afterwards goes out together.
+    /// Returns the jobs that could not be finished, with why; they go back to the queue.
+    pub async fn run_all<'a>(&self, jobs: &'a [Job]) -> Vec<(&'a Job, String)> {
+        let sent = futures::future::join_all(jobs.iter().map(|job| self.send(job))).await;
+        let mut failed = Vec::new();
+        let mut reports = Vec::with_capacity(jobs.len());
+        for (job, sent) in jobs.iter().zip(sent) {
+            match sent {
+                Ok(Some(report)) => reports.push((job, report)),
+                Ok(None) => {}
+                Err(error) => failed.push((job, error.to_string())),
+            }
+        }
+        let reported: Vec<&Job> = reports.iter().map(|(job, _)| *job).collect();
+        if let Err(error) = self.finish(reports).await {
+            let error = error.to_string();
+            failed.extend(reported.into_iter().map(|job| (job, error.clone())));
+        }
+        failed
+    }
+
+    /// Expands `job` and sends to its recipients; a job split into shard jobs is done once
+    /// those are published (`None`).
+    async fn send(&self, job: &Job) -> Result<Option<Report>, DispatchError> {
         let settings = &self.settings.dispatcher;
         let mut redis = self.redis.clone();
         let expansion = expand(
@@ -68,7 +92,7 @@ impl Dispatch {
         )
         .await?;
         let recipients = match expansion {
-            Expansion::Split(jobs) => return self.publish_jobs(&jobs).await,
+            Expansion::Split(jobs) => return self.publish_jobs(&jobs).await.map(|()| None),
             Expansion::Recipients(recipients) => recipients,
         };
         let providers = if self.sender.needs_providers() && !recipients.is_empty() {
@@ -76,8 +100,7 @@ impl Dispatch {
         } else {
             Arc::default()
         };
-        let report = self.attempt_all(job, &providers, recipients).await;
-        self.finish(job, report).await
+        Ok(Some(self.attempt_all(job, &providers, recipients).await))
     }
 
     async fn attempt_all(
@@ -125,29 +148,31 @@ impl Dispatch {
         self.sender.send(job, providers, recipient, address).await
     }
 
-    async fn finish(&self, job: &Job, report: Report) -> Result<(), DispatchError> {
+    /// Publishes the retries, dead letters and status events of `reports` together, then
+    /// removes the endpoints their providers called gone.
+    async fn finish(&self, reports: Vec<(&Job, Report)>) -> Result<(), DispatchError> {
         let topology = self.publisher.topology();
         let mut messages = Vec::new();
-        for (tier, pending) in report.retries {
-            if let Some(queue) = topology.retry_queue(self.channel, tier) {
-                metrics::counter!("sprayer_retries_total", "channel" => self.channel.as_str(), "tier" => tier.to_string())
-                    .increment(pending.len() as u64);
-                messages.push(
-                    topology
-                        .queued_job_message(queue, &job.with_target(JobTarget::Retry(pending)))?,
-                );
+        let mut events = Vec::new();
+        for (job, report) in &reports {
+            for (tier, pending) in &report.retries {
+                if let Some(queue) = topology.retry_queue(self.channel, *tier) {
+                    metrics::counter!("sprayer_retries_total", "channel" => self.channel.as_str(), "tier" => tier.to_string())
+                        .increment(pending.len() as u64);
+                    let retry = job.with_target(JobTarget::Retry(pending.clone()));
+                    messages.push(topology.queued_job_message(queue, &retry)?);
+                }
             }
+            if !report.dead.is_empty() {
+                metrics::counter!("sprayer_dead_letters_total", "channel" => self.channel.as_str())
+                    .increment(report.dead.len() as u64);
+                let dead = job.with_target(JobTarget::Retry(report.dead.clone()));
+                messages
+                    .push(topology.queued_job_message(topology.dead_queue(self.channel), &dead)?);
+            }
+            events.extend_from_slice(&report.events);
         }
-        if !report.dead.is_empty() {
-            metrics::counter!("sprayer_dead_letters_total", "channel" => self.channel.as_str())
-                .increment(report.dead.len() as u64);
-            let dead = job.with_target(JobTarget::Retry(report.dead));
-            messages.push(topology.queued_job_message(topology.dead_queue(self.channel), &dead)?);
-        }
-        for events in report
-            .events
-            .chunks(self.settings.dispatcher.status_batch.max(1))
-        {
+        for events in events.chunks(self.settings.dispatcher.status_batch.max(1)) {
             let batch = StatusBatch {
                 messages: Vec::new(),
                 deliveries: events.to_vec(),
@@ -157,7 +182,9 @@ impl Dispatch {
         if !messages.is_empty() {
             self.publisher.publish_all(&messages).await?;
         }
-        self.prune(job, &report.prune).await;
+        for (job, report) in &reports {
+            self.prune(job, &report.prune).await;
+        }
         Ok(())
     }
 

@@ -6,6 +6,11 @@ use sprayer_dispatcher::Dispatcher;
 use sprayer_shared::Settings;
 use sprayer_shared::model::Channel;
 
+/// mimalloc: the hot paths allocate per request and per delivery, and it spends less CPU on
+/// that than the system allocator (see the README's Performance section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sends one channel's jobs.
 #[derive(Parser)]
 #[command(version)]

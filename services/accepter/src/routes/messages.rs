@@ -8,10 +8,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::future::try_join_all;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sprayer_shared::amqp::Outgoing;
 use sprayer_shared::config::AccepterSettings;
 use sprayer_shared::model::{
     AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Priority, UserId,
@@ -301,17 +301,19 @@ fn accepted(id: String, replayed: bool) -> Response {
     response
 }
 
-/// The jobs (one per channel) and the message record.
-fn outgoing(
-    state: &AppState,
-    app: &AppId,
-    id: &MessageId,
-    checked: Checked,
-) -> Result<(Vec<Outgoing>, MessageRecord), ApiError> {
-    let topology = state.publisher.topology();
+/// An accepted message encoded for the broker.
+struct Encoded {
+    /// One job per channel, JSON.
+    jobs: Vec<(Channel, Vec<u8>)>,
+    /// The message record, JSON.
+    record: Vec<u8>,
+}
+
+/// The jobs and the message record.
+fn outgoing(app: &AppId, id: &MessageId, checked: Checked) -> Result<Encoded, ApiError> {
     let created_at = now_ms();
     let expires_at = created_at + i64::try_from(checked.ttl.as_millis()).unwrap_or(i64::MAX / 2);
-    let mut messages = Vec::with_capacity(checked.channels.len() + 1);
+    let mut jobs = Vec::with_capacity(checked.channels.len());
     for channel in &checked.channels {
         let job = Job {
             message_id: id.clone(),
@@ -324,11 +326,8 @@ fn outgoing(
             created_at,
             expires_at,
         };
-        messages.push(
-            topology
-                .job_message(*channel, &job)
-                .map_err(|error| encode_error(&error))?,
-        );
+        let encoded = serde_json::to_vec(&job).map_err(|error| encode_error(&error))?;
+        jobs.push((*channel, encoded));
     }
     let record = MessageRecord {
         id: id.clone(),
@@ -338,7 +337,8 @@ fn outgoing(
         created_at,
         expires_at,
     };
-    Ok((messages, record))
+    let record = serde_json::to_vec(&record).map_err(|error| encode_error(&error))?;
+    Ok(Encoded { jobs, record })
 }
 
 /// Jobs and batches always serialize; this error arm is defensive.
@@ -402,11 +402,11 @@ pub async fn send(
         }
     }
     let channels = checked.channels.clone();
-    let (jobs, record) = outgoing(&state, &caller.app, &id, checked)?;
-    let published = tokio::try_join!(
-        state.publisher.publish_all(&jobs),
-        state.records.publish(record)
-    );
+    let Encoded { jobs, record } = outgoing(&caller.app, &id, checked)?;
+    let jobs = jobs
+        .into_iter()
+        .map(|(channel, job)| state.commits.job(channel, job));
+    let published = tokio::try_join!(try_join_all(jobs), state.commits.record(record));
     if let Err(error) = published {
         if let Some(key) = &idem_key {
             let mut redis = state.redis.clone();
