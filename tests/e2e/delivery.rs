@@ -4,8 +4,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sprayer_shared::amqp::{JOB_BATCH_KIND, Publisher, Topology};
+use sprayer_shared::model::{
+    AppId, Channel, Content, Job, JobTarget, MessageId, Priority, UserId, now_ms,
+};
 
-use crate::helpers::{Receiver, TestApp, register_users, signature_valid, webhook_secret};
+use crate::helpers::{
+    Receiver, TestApp, register_users, signature_valid, wait_until, webhook_secret,
+};
 
 /// Checks that each of `users` got exactly one signed request for `message`.
 fn assert_exactly_once(receiver: &Receiver, secret: &str, users: &[String], message: &str) {
@@ -151,4 +157,57 @@ async fn the_same_idempotency_key_gives_the_same_message_and_one_delivery() {
     // A new key is a new message.
     let (_, third) = app.send(&body, Some("order-43")).await;
     assert_ne!(third["id"], first["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_of_jobs_in_one_broker_message_reaches_every_user_once() {
+    // The accepter gathers the jobs of concurrent requests into one broker message; this
+    // publishes such a batch itself, so that the dispatcher's side is shown on its own.
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    let users = register_users(&app, &receiver, &secret, 5).await;
+    let app_id = AppId::parse(app.app.clone()).expect("valid");
+    let jobs: Vec<Job> = users
+        .iter()
+        .map(|user| Job {
+            message_id: MessageId::generate(),
+            app: app_id.clone(),
+            channel: Channel::Http,
+            target: JobTarget::User(UserId::parse(user.clone()).expect("valid")),
+            content: Content {
+                title: None,
+                body: Some(format!("batched for {user}")),
+                data: None,
+            },
+            overrides: None,
+            priority: Priority::Normal,
+            created_at: now_ms(),
+            expires_at: now_ms() + 60_000,
+        })
+        .collect();
+    let encoded: Vec<Vec<u8>> = jobs
+        .iter()
+        .map(|job| serde_json::to_vec(job).expect("json"))
+        .collect();
+    let publisher = Publisher::new(&app.settings.amqp.url, Topology::new(&app.settings.amqp));
+    let batch = publisher
+        .topology()
+        .job_batch_message(Channel::Http, &encoded);
+    assert_eq!(batch.kind, Some(JOB_BATCH_KIND));
+    publisher.publish(batch).await.expect("confirmed");
+    wait_until(Duration::from_secs(20), || async {
+        (receiver.hits().len() >= users.len()).then_some(())
+    })
+    .await
+    .expect("every job of the batch delivered");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.hits().len(), users.len(), "one request each");
+    for (user, job) in users.iter().zip(&jobs) {
+        let hits = receiver.hits_for(user);
+        assert_eq!(hits.len(), 1, "{user}");
+        assert_eq!(hits[0].id, format!("{}:http:{user}:d1", job.message_id));
+        let body: serde_json::Value = serde_json::from_slice(&hits[0].body).expect("json");
+        assert_eq!(body["data"]["body"], format!("batched for {user}"));
+    }
 }

@@ -55,6 +55,18 @@ async fn bad_messages_are_refused_with_problem_json_and_nothing_is_enqueued() {
     let (status, body) = post_raw(&app, b"{\"to\": ".to_vec()).await;
     assert_eq!(status, 400, "malformed JSON: {body}");
 
+    // A struct's fields in order, as an array: serde would take it, the API does not.
+    let (status, body) = post_json(
+        &app,
+        &json!([{ "user": "u1" }, ["http"], content, null, null]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("/")),
+        "an array body: {body}"
+    );
+
     let (status, body) = post_json(&app, &json!({ "content": content })).await;
     assert_eq!(
         (status, body["field"].as_str()),

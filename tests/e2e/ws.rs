@@ -383,4 +383,14 @@ async fn a_plain_get_of_the_socket_url_is_a_problem_not_a_crash() {
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: serde_json::Value = bad.json().await.expect("problem");
     assert_eq!(problem["field"], "/ttl", "{problem}");
+    // serde reads a struct from an array of its fields; the API takes objects only.
+    let array = app
+        .request(reqwest::Method::POST, "/v1/users/jack/ws-token")
+        .json(&json!([null]))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(array.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: serde_json::Value = array.json().await.expect("problem");
+    assert_eq!(problem["field"], "/", "{problem}");
 }

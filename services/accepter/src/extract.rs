@@ -56,8 +56,16 @@ fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-/// Decodes JSON: syntax errors are 400, wrong shapes are 422 naming the field.
+/// Decodes JSON: syntax errors are 400, wrong shapes are 422 naming the field. Every body of
+/// the API is an object; serde would read a struct from an array of its fields in order
+/// (`[null]` as `{"ttl": null}`), so an array is refused first.
 pub fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    if raw.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::validation(
+            "/",
+            "must be a JSON object, not an array",
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
     match result {
