@@ -49,20 +49,56 @@ async fn main() -> anyhow::Result<()> {
         report.add("accept", accept::run().await?);
     }
     if wanted("fanout") {
+        settle().await;
         report.add("fanout", fanout::run(args.fanout_users).await?);
     }
     if wanted("feedback") {
+        settle().await;
         report.add("feedback", feedback::run(args.feedback_events).await?);
     }
     if wanted("sockets") {
+        settle().await;
         let figures = sockets::sprayer(args.sockets, args.client_processes).await?;
         report.add("sockets", figures);
     }
     if wanted("peer") {
+        settle().await;
         let figures = sockets::socketio(args.sockets, args.client_processes).await?;
         report.add("peer", figures);
     }
     report.print();
     report.write(&args.output)?;
     Ok(())
+}
+
+/// Waits (at most 30 s) until the machine is mostly idle: a scenario's servers go on with its
+/// trailing work (the feeder's backlog, MongoDB removing what the last scenario wrote) after it
+/// ends, and the next scenario should not measure that.
+async fn settle() {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(30) {
+        let Some(before) = cpu_times() else { return };
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Some(after) = cpu_times() else { return };
+        let total = after.0.saturating_sub(before.0).max(1);
+        let idle = after.1.saturating_sub(before.1);
+        if idle * 100 / total >= 85 {
+            return;
+        }
+    }
+    eprintln!("bench: the machine is still busy after 30 s; going on");
+}
+
+/// Total and idle jiffies of all CPUs, from `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    let idle = fields.get(3)? + fields.get(4).unwrap_or(&0);
+    Some((fields.iter().sum(), idle))
 }
