@@ -24,6 +24,8 @@ amqp_port=5672
 mongo_port=27017
 
 log() { printf 'stack: %s\n' "$*" >&2; }
+# shellcheck source=scripts/venv.sh
+. "$root_dir/scripts/venv.sh"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi
@@ -96,8 +98,7 @@ bench_deps() {
 
 # The Python packages the test peers use, in their own virtualenv.
 peer_venv() {
-  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then apt_install python3-venv; fi
-  if [ ! -x "$stack_dir/venv/bin/python" ]; then python3 -m venv "$stack_dir/venv"; fi
+  make_venv "$stack_dir/venv"
   if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece, schemathesis' 2>/dev/null; then
     log "installing the test peers' Python packages"
     "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*' 'schemathesis==4.32.*'
@@ -116,9 +117,7 @@ peer_node() {
 }
 
 python_fallback() {
-  if [ ! -x "$stack_dir/venv/bin/python" ]; then
-    python3 -m venv "$stack_dir/venv"
-  fi
+  make_venv "$stack_dir/venv"
   "$stack_dir/venv/bin/pip" install -q secantusdb
 }
 
@@ -155,7 +154,7 @@ start_mongo() {
     log "starting secantusd-rs on 127.0.0.1:$mongo_port"
     nohup "$binary" --port $mongo_port --storage-path "$stack_dir/mongo" >"$stack_dir/mongo.log" 2>&1 &
   else
-    [ -x "$stack_dir/venv/bin/python" ] || python_fallback
+    "$stack_dir/venv/bin/python" -c 'import secantus' 2>/dev/null || python_fallback
     log "starting the Python secantus server on 127.0.0.1:$mongo_port"
     nohup "$stack_dir/venv/bin/python" -m secantus --port $mongo_port --storage-path "$stack_dir/mongo" \
       >"$stack_dir/mongo.log" 2>&1 &

@@ -76,11 +76,8 @@ compose_pins=(
   docker==7.2.0 requests==2.34.2
 )
 
-ensure_python_venv() {
-  python3 -c 'import venv, ensurepip' 2>/dev/null && return 0
-  log "installing python3-venv"
-  if [ "$(id -u)" -eq 0 ]; then apt-get install -y -q python3-venv >&2; else sudo -n apt-get install -y -q python3-venv >&2; fi
-}
+# shellcheck source=scripts/venv.sh
+. "$root_dir/scripts/venv.sh"
 
 # install VENV PREPARE-COMMAND PINS...: (re)creates VENV unless it already holds exactly PINS.
 install() {
@@ -89,9 +86,8 @@ install() {
   local marker="$*"
   if [ -f "$venv/.installed" ] && [ "$(cat "$venv/.installed")" = "$marker" ]; then return 0; fi
   log "installing $marker into $venv"
-  ensure_python_venv
   rm -rf "$venv"
-  python3 -m venv "$venv"
+  make_venv "$venv"
   local pip=("$venv/bin/pip" install -q --disable-pip-version-check)
   if [ "$prepare" = pyyaml5 ]; then
     "${pip[@]}" 'cython<3' wheel 'setuptools<70' >&2
