@@ -19,13 +19,13 @@ run: stack build
 	SPRAYER_CONFIG=$(RUN_CONFIG) ./target/release/sprayer run
 
 # Every test: the offline checks of the deployment files, each fuzz target for
-# TEST_FUZZ_SECONDS, then the workspace's tests (scripts/test.sh ends with
-# "summary: N passed, N failed").
+# TEST_FUZZ_SECONDS (an unoptimised build, quick to make from nothing), then the workspace's
+# tests (scripts/test.sh ends with "summary: N passed, N failed").
 TEST_FUZZ_SECONDS ?= 20
 test:
 	@bash scripts/stack.sh test
 	bash scripts/validate-deploy.sh
-	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) bash scripts/fuzz.sh
+	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) FUZZ_BUILD=dev bash scripts/fuzz.sh
 	bash scripts/test.sh
 
 # Benchmarks: the local stack, the release build and the socket.io peer's npm packages, then
