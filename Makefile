@@ -29,10 +29,13 @@ test:
 	bash scripts/test.sh
 
 # Benchmarks: the local stack, the release build and the socket.io peer's npm packages, then
-# every scenario (or SCENARIOS="sockets peer"); figures in bench/results/latest.json.
+# every scenario (or SCENARIOS="sockets peer"); figures in bench/results/latest.json. The stack
+# (package installs, the MongoDB-compatible server's build on a fresh machine) and the release
+# build run side by side, so downloads and installs overlap compiling.
 bench:
-	@bash scripts/stack.sh bench
-	$(CARGO) build --release -p sprayer -p sprayer-bench
+	@bash scripts/stack.sh bench & stack=$$!; \
+	$(CARGO) build --release -p sprayer -p sprayer-bench; built=$$?; \
+	wait $$stack && exit $$built
 	ulimit -n "$$(ulimit -Hn)" && ./target/release/sprayer-bench $(SCENARIOS)
 
 # Fuzzing: each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (a nightly toolchain when there is
