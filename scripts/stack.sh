@@ -64,7 +64,7 @@ deps() {
   if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi
   if [ -z "$(mongo_binary)" ]; then
     apt_install cmake
-    log "building the MongoDB-compatible server secantus-mdb $secantus_version (about 4 minutes, once)"
+    log "building the MongoDB-compatible server secantus-mdb $secantus_version (4 to 6 minutes on 2 cores, once)"
     # Its release profile asks for thin LTO in one codegen unit (about 10 minutes on 2 cores);
     # without LTO in 16 units the build takes 4 to 6 (most of it WiredTiger's C) and the server
     # serves the tests and benchmarks as well.
