@@ -44,19 +44,33 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
     let sink = Sink::start().await?;
     let setup = Instant::now();
     let endpoint = json!({"url": sink.url, "secret": webhook_secret()}).to_string();
-    let failures = futures::stream::iter(0..users)
-        .map(|n| {
-            let (platform, endpoint) = (&platform, endpoint.clone());
+    let put = |path: String| {
+        platform
+            .http
+            .put(format!("{}{path}", platform.api))
+            .bearer_auth(&platform.key)
+    };
+    let succeeded = |answer: &reqwest::Result<reqwest::Response>| matches!(answer, Ok(response) if response.status().is_success());
+    // The members in batches of 1,000, then each user's two endpoints (which join the
+    // group's per-channel sets as they are registered).
+    let names: Vec<String> = (0..users).map(|n| format!("f{n}")).collect();
+    let mut failures = futures::stream::iter(names.chunks(1000))
+        .map(|batch| {
+            platform
+                .http
+                .post(format!("{}/v1/groups/fan/members", platform.api))
+                .bearer_auth(&platform.key)
+                .json(&json!({ "users": batch }))
+                .send()
+        })
+        .buffer_unordered(4)
+        .filter(|answer| std::future::ready(!succeeded(answer)))
+        .count()
+        .await;
+    failures += futures::stream::iter(&names)
+        .map(|user| {
+            let endpoint = endpoint.clone();
             async move {
-                let user = format!("f{n}");
-                let api = &platform.api;
-                let put = |path: String| {
-                    platform
-                        .http
-                        .put(format!("{api}{path}"))
-                        .bearer_auth(&platform.key)
-                };
-                let member = put(format!("/v1/groups/fan/members/{user}")).send().await;
                 let hook = put(format!("/v1/users/{user}/endpoints/http/hook"))
                     .header("content-type", "application/json")
                     .body(endpoint)
@@ -67,11 +81,9 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
                     .body("{}")
                     .send()
                     .await;
-                [member, hook, inbox]
-                    .into_iter()
-                    .filter(
-                        |answer| !matches!(answer, Ok(response) if response.status().is_success()),
-                    )
+                [hook, inbox]
+                    .iter()
+                    .filter(|answer| !succeeded(answer))
                     .count()
             }
         })

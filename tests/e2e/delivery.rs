@@ -77,6 +77,67 @@ async fn a_group_of_1000_gets_one_signed_webhook_each_and_the_feedback_counts_th
     assert_eq!(ids.len(), 1_000, "pages neither overlap nor skip");
 }
 
+/// `POST /v1/groups/{group}/members`; the 200 answer.
+async fn add_members(app: &TestApp, group: &str, users: &[&str]) -> serde_json::Value {
+    let response = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/groups/{group}/members"),
+        )
+        .json(&json!({ "users": users }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_filled_in_bulk_gets_one_webhook_each() {
+    let app = TestApp::spawn_with(|settings| settings.dispatcher.inline_threshold = 100).await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    // u0..u299 have a webhook before they join; u300..u399 register theirs after.
+    let users: Vec<String> = (0..400).map(|index| format!("u{index}")).collect();
+    let early = register_users(&app, &receiver, &secret, 300).await;
+    assert_eq!(early, users[..300]);
+    let first: Vec<&str> = users[..250].iter().map(String::as_str).collect();
+    assert_eq!(
+        add_members(&app, "bulk", &first).await,
+        json!({ "added": 250, "present": 0 })
+    );
+    // Overlapping the first batch, with a repeat and a user who registers nothing.
+    let mut second: Vec<&str> = users[200..400].iter().map(String::as_str).collect();
+    second.extend(["u399", "nobody"]);
+    assert_eq!(
+        add_members(&app, "bulk", &second).await,
+        json!({ "added": 151, "present": 50 })
+    );
+    for user in &users[300..] {
+        app.put_webhook(user, "d1", &receiver.url(user), &secret)
+            .await;
+    }
+
+    let id = app
+        .send_ok(&json!({ "to": { "group": "bulk" }, "content": { "body": "joined in bulk" } }))
+        .await;
+    let summary = app
+        .wait_for_status(&id, "http", "delivered", 400, Duration::from_secs(60))
+        .await;
+    assert_eq!(summary["total"], 400, "{summary}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_exactly_once(&receiver, &secret, &users, &id);
+
+    // The listing counts every member once, "nobody" included.
+    let (status, page) = app.get("/v1/groups/bulk/members?limit=1000").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        page["items"].as_array().expect("items").len(),
+        401,
+        "{page}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_list_of_users_gets_one_webhook_each() {
     let app = TestApp::spawn_with(|settings| settings.dispatcher.inline_threshold = 100).await;

@@ -193,6 +193,25 @@ async fn on_a_three_node_redis_cluster_groups_lists_idempotency_and_rate_limits_
     let expected: HashSet<String> = list_users.iter().map(|user| (*user).clone()).collect();
     assert_delivered_once(&app, &receiver, &secret, &list, &expected).await;
 
+    // A group filled in one request: its members span every node and each gets it once.
+    let squad: Vec<&String> = users.iter().skip(LISTED).take(LISTED).collect();
+    let response = app
+        .request(Method::POST, "/v1/groups/squad/members")
+        .json(&json!({ "users": squad }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let added: Value = response.json().await.expect("JSON");
+    assert_eq!(added, json!({ "added": LISTED, "present": 0 }));
+    let expected: HashSet<String> = squad.iter().map(|user| (*user).clone()).collect();
+    let listed: HashSet<String> = members(&app, "squad").await.into_iter().collect();
+    assert_eq!(listed, expected, "the bulk-added members");
+    let bulk = app
+        .send_ok(&json!({ "to": { "group": "squad" }, "content": { "body": "squad" } }))
+        .await;
+    assert_delivered_once(&app, &receiver, &secret, &bulk, &expected).await;
+
     // Idempotency: the same key and body gives the same id, replayed; another body is refused.
     let body = json!({ "to": { "user": "u1" }, "content": { "body": "once" } });
     let (status, first) = app.send(&body, Some("order-42")).await;

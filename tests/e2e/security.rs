@@ -192,6 +192,27 @@ async fn groups_and_lists_are_held_to_the_apps_limits() {
     assert_eq!(removed.status(), 204);
     assert_eq!(put("d").await.expect("answers").status(), 201, "room again");
 
+    // A bulk add that would pass the limit adds nobody; one within it (a member and a
+    // repeat) goes through.
+    let post = |users: Value| {
+        app.request(Method::POST, "/v1/groups/g/members")
+            .json(&json!({ "users": users }))
+            .send()
+    };
+    let response = post(json!(["b", "e"])).await.expect("answers");
+    assert_eq!(response.status(), 409);
+    let problem: Value = response.json().await.expect("json");
+    assert_eq!(problem["field"], "group", "{problem}");
+    let (_, page) = app.get("/v1/groups/g/members").await;
+    assert!(
+        !page["items"].to_string().contains("\"e\""),
+        "e was not added: {page}"
+    );
+    let response = post(json!(["b", "c", "b"])).await.expect("answers");
+    assert_eq!(response.status(), 200);
+    let added: Value = response.json().await.expect("json");
+    assert_eq!(added, json!({ "added": 0, "present": 2 }));
+
     let (status, problem) = app
         .send(
             &json!({ "to": { "users": ["a", "b", "c"] }, "content": { "body": "x" } }),

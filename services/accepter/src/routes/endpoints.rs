@@ -93,6 +93,19 @@ pub fn checked_id<T: TryFrom<String, Error = IdError>>(
     })
 }
 
+/// Checks each user id of a list (errors name `{field}/{index}`); the distinct ones, in order.
+pub fn checked_users(field: &str, values: &[String]) -> Result<Vec<UserId>, ApiError> {
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    let mut users = Vec::with_capacity(values.len());
+    for (index, value) in values.iter().enumerate() {
+        let user = checked_id::<UserId>(&format!("{field}/{index}"), value)?;
+        if seen.insert(user.clone()) {
+            users.push(user);
+        }
+    }
+    Ok(users)
+}
+
 fn served_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> {
     let channel: Channel = name
         .parse()

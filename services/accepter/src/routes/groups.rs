@@ -1,20 +1,20 @@
-//! Group membership: `PUT|DELETE /v1/groups/{group}/members/{user}` and
-//! `GET /v1/groups/{group}/members`. Members are kept in `group_shards` sets, once for all
+//! Group membership: `PUT|DELETE /v1/groups/{group}/members/{user}`, and
+//! `POST|GET /v1/groups/{group}/members` to add many users at once or list them. Members are kept in `group_shards` sets, once for all
 //! members and once per channel for the members that registered on it.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sprayer_shared::model::{Channel, GroupId, UserId};
+use sprayer_shared::model::{AppId, Channel, GroupId, UserId};
 use sprayer_shared::redis::{
     endpoints_key, group_channel_key, group_members_key, group_size_key, shard_of, user_groups_key,
 };
 use utoipa::ToSchema;
 
-use crate::extract::{PathParams, QueryParams};
+use crate::extract::{JsonBody, PathParams, QueryParams};
 use crate::problem::{ApiError, Problem};
-use crate::routes::endpoints::{PageQuery, checked_id, cursor};
+use crate::routes::endpoints::{PageQuery, checked_id, checked_users, cursor};
 use crate::state::{AppState, Caller};
 
 /// A page of group members.
@@ -26,6 +26,26 @@ pub struct MemberPage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// Users to add to a group in one request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMembers {
+    /// User ids, 1 to 1,000; a repeated id counts once.
+    pub users: Vec<String>,
+}
+
+/// What adding several users did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AddedMembers {
+    /// Users that were not members before.
+    pub added: u64,
+    /// Users that already were.
+    pub present: u64,
+}
+
+/// Users one `POST /v1/groups/{group}/members` adds at most.
+pub const MAX_NEW_MEMBERS: usize = 1000;
 
 /// Add a user to a group.
 #[utoipa::path(
@@ -47,78 +67,143 @@ pub async fn put(
 ) -> Result<StatusCode, ApiError> {
     let group = checked_id::<GroupId>("group", &group)?;
     let user = checked_id::<UserId>("user", &user)?;
-    let app = &caller.app;
-    let shard = shard_of(&user, state.settings.redis.group_shards);
-    let mut redis = state.redis.clone();
-    // The count is checked before the add: adds racing each other may pass the limit by as
-    // many as run at once.
-    let max = state
-        .settings
-        .accepter
-        .limits(app.as_str())
-        .max_group_members;
-    let (member, count): (bool, Option<u64>) = redis::pipe()
-        .sismember(group_members_key(app, &group, shard), user.as_str())
-        .get(group_size_key(app, &group))
-        .query_async(&mut redis)
-        .await
-        .map_err(|error| ApiError::unavailable("redis", &error))?;
-    if !member && count.unwrap_or(0) >= max {
-        return Err(ApiError::conflict(format!(
-            "{group} has {max} members, as many as this app may put in one group"
-        ))
-        .at("group"));
-    }
-    let mut pipe = redis::pipe();
-    pipe.sadd(user_groups_key(app, &user), group.as_str())
-        .ignore();
-    pipe.sadd(group_members_key(app, &group, shard), user.as_str());
-    for channel in Channel::ALL {
-        pipe.exists(endpoints_key(app, &user, channel));
-    }
-    let (added, has): (i64, Vec<bool>) = {
-        let reply: Vec<redis::Value> = pipe
-            .query_async(&mut redis)
-            .await
-            .map_err(|error| ApiError::unavailable("redis", &error))?;
-        let mut values = reply.into_iter();
-        let added = values
-            .next()
-            .map(|value| redis::from_redis_value::<i64>(value).unwrap_or(0))
-            .unwrap_or(0);
-        (
-            added,
-            values
-                .map(|value| redis::from_redis_value::<bool>(value).unwrap_or(false))
-                .collect(),
-        )
-    };
-    let registered: Vec<Channel> = Channel::ALL
-        .into_iter()
-        .zip(has)
-        .filter_map(|(channel, has)| has.then_some(channel))
-        .collect();
-    if added > 0 || !registered.is_empty() {
-        let mut pipe = redis::pipe();
-        if added > 0 {
-            pipe.incr(group_size_key(app, &group), 1).ignore();
-        }
-        for channel in registered {
-            pipe.sadd(
-                group_channel_key(app, &group, channel, shard),
-                user.as_str(),
-            )
-            .ignore();
-        }
-        pipe.query_async::<()>(&mut redis)
-            .await
-            .map_err(|error| ApiError::unavailable("redis", &error))?;
-    }
+    let added = add_members(&state, &caller.app, &group, &[user]).await?;
     Ok(if added > 0 {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     })
+}
+
+/// Add up to 1,000 users to a group at once.
+#[utoipa::path(
+    post, path = "/v1/groups/{group}/members", tag = "groups",
+    params(("group" = String, Path)),
+    request_body = NewMembers,
+    responses(
+        (status = 200, description = "Every user is a member now", body = AddedMembers),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new members would take the group past the app's limit; none was added", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid value; none was added", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams(group): PathParams<String>,
+    body: JsonBody<NewMembers>,
+) -> Result<Json<AddedMembers>, ApiError> {
+    let group = checked_id::<GroupId>("group", &group)?;
+    let requested = body.value.users;
+    if requested.is_empty() || requested.len() > MAX_NEW_MEMBERS {
+        return Err(ApiError::validation(
+            "/users",
+            format!("give 1 to {MAX_NEW_MEMBERS} users"),
+        ));
+    }
+    let users = checked_users("/users", &requested)?;
+    let added = add_members(&state, &caller.app, &group, &users).await?;
+    Ok(Json(AddedMembers {
+        added,
+        present: users.len() as u64 - added,
+    }))
+}
+
+/// Adds distinct `users` to `group` (and to the group's set of each channel a user has
+/// registered on), after checking that the new ones keep the group within the app's limit;
+/// returns how many were new. Adds racing each other may pass the limit by as many as run at
+/// once: the count is read before the add.
+async fn add_members(
+    state: &AppState,
+    app: &AppId,
+    group: &GroupId,
+    users: &[UserId],
+) -> Result<u64, ApiError> {
+    let shards = state.settings.redis.group_shards;
+    let max = state
+        .settings
+        .accepter
+        .limits(app.as_str())
+        .max_group_members;
+    let mut redis = state.redis.clone();
+    let mut pipe = redis::pipe();
+    pipe.get(group_size_key(app, group));
+    for user in users {
+        pipe.sismember(
+            group_members_key(app, group, shard_of(user, shards)),
+            user.as_str(),
+        );
+    }
+    let reply: Vec<redis::Value> = pipe
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let mut values = reply.into_iter();
+    let count = values
+        .next()
+        .and_then(|value| redis::from_redis_value::<Option<u64>>(value).ok().flatten())
+        .unwrap_or(0);
+    let new = values
+        .filter(|value| !redis::from_redis_value::<bool>(value.clone()).unwrap_or(false))
+        .count() as u64;
+    if new > 0 && count.saturating_add(new) > max {
+        return Err(ApiError::conflict(format!(
+            "{group} has {count} members and may have {max}; {new} more would pass that"
+        ))
+        .at("group"));
+    }
+
+    let mut pipe = redis::pipe();
+    for user in users {
+        pipe.sadd(user_groups_key(app, user), group.as_str())
+            .ignore();
+        pipe.sadd(
+            group_members_key(app, group, shard_of(user, shards)),
+            user.as_str(),
+        );
+        for channel in Channel::ALL {
+            pipe.exists(endpoints_key(app, user, channel));
+        }
+    }
+    let reply: Vec<redis::Value> = pipe
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let mut values = reply.into_iter();
+    let mut added = 0u64;
+    let mut pipe = redis::pipe();
+    let mut writes = 0;
+    for user in users {
+        let shard = shard_of(user, shards);
+        added += values
+            .next()
+            .map(|value| redis::from_redis_value::<u64>(value).unwrap_or(0))
+            .unwrap_or(0);
+        for channel in Channel::ALL {
+            let has = values
+                .next()
+                .is_some_and(|value| redis::from_redis_value::<bool>(value).unwrap_or(false));
+            if has {
+                pipe.sadd(group_channel_key(app, group, channel, shard), user.as_str())
+                    .ignore();
+                writes += 1;
+            }
+        }
+    }
+    if added > 0 {
+        pipe.incr(group_size_key(app, group), added).ignore();
+        writes += 1;
+    }
+    if writes > 0 {
+        pipe.query_async::<()>(&mut redis)
+            .await
+            .map_err(|error| ApiError::unavailable("redis", &error))?;
+    }
+    Ok(added)
 }
 
 /// Remove a user from a group.

@@ -1,7 +1,6 @@
 //! `POST /v1/messages`: validate, remember the idempotency key, publish one job per channel and
 //! the message record, and answer 202 only once RabbitMQ confirmed them all.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::Json;
@@ -22,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::extract::JsonBody;
 use crate::problem::{ApiError, Problem};
-use crate::routes::endpoints::checked_id;
+use crate::routes::endpoints::{checked_id, checked_users};
 use crate::state::{AppState, Caller};
 
 /// Who a message is for: exactly one of `user`, `users` or `group`.
@@ -108,15 +107,7 @@ fn check(
                     format!("at most {max_users} users per message; send to a group instead"),
                 ));
             }
-            let mut seen = HashSet::with_capacity(users.len());
-            let mut parsed = Vec::with_capacity(users.len());
-            for (index, user) in users.iter().enumerate() {
-                let user = checked_id::<UserId>(&format!("/to/users/{index}"), user)?;
-                if seen.insert(user.clone()) {
-                    parsed.push(user);
-                }
-            }
-            JobTarget::Users(parsed)
+            JobTarget::Users(checked_users("/to/users", &users)?)
         }
         (None, None, Some(group)) => JobTarget::Group(checked_id::<GroupId>("/to/group", &group)?),
         _ => {

@@ -26,7 +26,7 @@ use crate::state::AppState;
     paths(
         messages::send, feedback::message, feedback::deliveries,
         endpoints::put, endpoints::delete, endpoints::list, ws_token::mint,
-        groups::put, groups::delete, groups::list,
+        groups::put, groups::add, groups::delete, groups::list,
     ),
     modifiers(&Security),
     tags((name = "messages"), (name = "endpoints"), (name = "groups"))
@@ -70,7 +70,10 @@ pub fn api() -> Router<AppState> {
             put(endpoints::put).delete(endpoints::delete),
         )
         .route("/v1/users/{user}/ws-token", post(ws_token::mint))
-        .route("/v1/groups/{group}/members", get(groups::list))
+        .route(
+            "/v1/groups/{group}/members",
+            get(groups::list).post(groups::add),
+        )
         .route(
             "/v1/groups/{group}/members/{user}",
             put(groups::put).delete(groups::delete),
