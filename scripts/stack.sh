@@ -64,10 +64,10 @@ deps() {
   if [ -n "${SPRAYER_MONGODB_URL:-}" ]; then return 0; fi
   if [ -z "$(mongo_binary)" ]; then
     apt_install cmake
-    log "building the MongoDB-compatible server secantus-mdb $secantus_version (4 to 6 minutes on 2 cores, once)"
+    log "building the MongoDB-compatible server secantus-mdb $secantus_version (4 to 7 minutes on 2 cores alone, longer beside another build; once)"
     # Its release profile asks for thin LTO in one codegen unit (about 10 minutes on 2 cores);
-    # without LTO in 16 units the build takes 4 to 6 (most of it WiredTiger's C) and the server
-    # serves the tests and benchmarks as well.
+    # without LTO in 16 units it takes 4 to 7 (5 of its 12 CPU minutes WiredTiger's C) and
+    # the server serves the tests and benchmarks as well.
     local quick=(env CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16)
     if ! "${quick[@]}" cargo install secantus-mdb --version "$secantus_version" --ignore-rust-version --locked \
         >"$stack_dir/secantus-build.log" 2>&1 &&

@@ -54,20 +54,8 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
     // The members in batches of 1,000, then each user's two endpoints (which join the
     // group's per-channel sets as they are registered).
     let names: Vec<String> = (0..users).map(|n| format!("f{n}")).collect();
-    let mut failures = futures::stream::iter(names.chunks(1000))
-        .map(|batch| {
-            platform
-                .http
-                .post(format!("{}/v1/groups/fan/members", platform.api))
-                .bearer_auth(&platform.key)
-                .json(&json!({ "users": batch }))
-                .send()
-        })
-        .buffer_unordered(4)
-        .filter(|answer| std::future::ready(!succeeded(answer)))
-        .count()
-        .await;
-    failures += futures::stream::iter(&names)
+    platform.add_members("fan", &names).await?;
+    let failures = futures::stream::iter(&names)
         .map(|user| {
             let endpoint = endpoint.clone();
             async move {

@@ -148,7 +148,8 @@ async fn add_members(
         .and_then(|value| redis::from_redis_value::<Option<u64>>(value).ok().flatten())
         .unwrap_or(0);
     let new = values
-        .filter(|value| !redis::from_redis_value::<bool>(value.clone()).unwrap_or(false))
+        .map(|value| redis::from_redis_value::<bool>(value).unwrap_or(false))
+        .filter(|member| !member)
         .count() as u64;
     if new > 0 && count.saturating_add(new) > max {
         return Err(ApiError::conflict(format!(
