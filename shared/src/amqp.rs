@@ -42,9 +42,28 @@ pub enum AmqpError {
     /// No connection could be made lately; the next attempt waits a moment.
     #[error("rabbitmq unavailable: {0}")]
     Unavailable(String),
-    /// Connecting took too long.
-    #[error("rabbitmq: connecting timed out")]
-    Timeout,
+    /// A broker took too long to answer: connecting, or setting up on the connection.
+    #[error("rabbitmq: {0} timed out")]
+    Timeout(&'static str),
+}
+
+/// How long a broker may take to set up a consumer or a publisher on a new connection (open
+/// channels, declare the topology, start consuming). A node that takes the connection but does
+/// not answer (one shutting down, or a cluster still choosing new queue leaders) fails the
+/// attempt, and the next one starts with the next broker.
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long closing a connection may take at the end of a session (the broker may be gone).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `setup` within [`SETUP_TIMEOUT`]; `what` names the step in the error.
+async fn within_setup_time<T>(
+    what: &'static str,
+    setup: impl Future<Output = Result<T, AmqpError>>,
+) -> Result<T, AmqpError> {
+    tokio::time::timeout(SETUP_TIMEOUT, setup)
+        .await
+        .unwrap_or(Err(AmqpError::Timeout(what)))
 }
 
 /// Names and arguments of every exchange and queue, from the settings.
@@ -426,34 +445,91 @@ async fn connect_one(url: &str, timeout: Duration) -> Result<Connection, AmqpErr
     .await
     {
         Ok(connection) => Ok(connection?),
-        Err(_) => Err(AmqpError::Timeout),
+        Err(_) => Err(AmqpError::Timeout("connecting")),
     }
 }
 
-/// Opens a channel for consuming with the given prefetch.
-pub async fn consumer_channel(
-    connection: &Connection,
-    prefetch: u16,
-) -> Result<lapin::Channel, AmqpError> {
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    Ok(channel)
+/// Closes `connection`, giving the broker [`CLOSE_TIMEOUT`] to answer.
+pub async fn close(connection: &Connection) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, "bye".into())).await;
 }
 
-/// Starts a manual-ack consumer of `queue` on `channel`.
-pub async fn consume(channel: &lapin::Channel, queue: &str) -> Result<lapin::Consumer, AmqpError> {
-    let consumer = channel
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            lapin::options::BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+/// What a consumer session works with.
+pub struct Consuming {
+    /// The connection (close it with [`close`] when the session ends).
+    pub connection: Connection,
+    /// The channel the consumer runs on.
+    pub channel: lapin::Channel,
+    /// The deliveries of the queue.
+    pub consumer: lapin::Consumer,
+}
+
+/// How long a consumer gives each broker to take its connection.
+const CONSUMER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Brokers {
+    /// A consumer of `jobs.<channel>` (see [`Brokers::consume`]), the channel's queues and the
+    /// status path declared first.
+    pub async fn consume_jobs(
+        &self,
+        topology: &Topology,
+        channel: Channel,
+        prefetch: u16,
+    ) -> Result<Consuming, AmqpError> {
+        let queue = topology.jobs_queue(channel);
+        self.consume(topology, &queue, prefetch, Some(channel))
+            .await
+    }
+
+    /// A consumer of `status` (see [`Brokers::consume`]), the status path declared first.
+    pub async fn consume_status(
+        &self,
+        topology: &Topology,
+        prefetch: u16,
+    ) -> Result<Consuming, AmqpError> {
+        self.consume(topology, &topology.status_queue(), prefetch, None)
+            .await
+    }
+
+    /// Connects (see [`Brokers::connect`]), opens a channel with `prefetch`, declares the
+    /// status path (and the queues of the job channel `declare`) and starts a manual-ack
+    /// consumer of `queue`. Setting up on the connection must take less than
+    /// [`SETUP_TIMEOUT`], or the attempt fails and the next starts with the next broker.
+    async fn consume(
+        &self,
+        topology: &Topology,
+        queue: &str,
+        prefetch: u16,
+        declare: Option<Channel>,
+    ) -> Result<Consuming, AmqpError> {
+        let connection = self.connect(CONSUMER_CONNECT_TIMEOUT).await?;
+        let (channel, consumer) = within_setup_time("setting up a consumer", async {
+            let channel = connection.create_channel().await?;
+            channel
+                .basic_qos(prefetch, BasicQosOptions::default())
+                .await?;
+            topology.declare_status(&channel).await?;
+            if let Some(job_channel) = declare {
+                topology.declare_channel(&channel, job_channel).await?;
+            }
+            let consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    "".into(),
+                    lapin::options::BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok((channel, consumer))
+        })
         .await?;
-    tracing::info!(%queue, "consuming");
-    Ok(consumer)
+        tracing::info!(%queue, "consuming");
+        Ok(Consuming {
+            connection,
+            channel,
+            consumer,
+        })
+    }
 }
 
 /// One message to publish: exchange, routing key and body.
@@ -564,15 +640,19 @@ impl Publisher {
 
     async fn open(&self) -> Result<(Connection, Vec<lapin::Channel>), AmqpError> {
         let connection = self.brokers.connect(CONNECT_TIMEOUT).await?;
-        let mut channels = Vec::with_capacity(PUBLISH_CHANNELS);
-        for _ in 0..PUBLISH_CHANNELS {
-            let channel = connection.create_channel().await?;
-            channel
-                .confirm_select(ConfirmSelectOptions::default())
-                .await?;
-            channels.push(channel);
-        }
-        self.topology.declare_all(&channels[0]).await?;
+        let channels = within_setup_time("setting up the publisher", async {
+            let mut channels = Vec::with_capacity(PUBLISH_CHANNELS);
+            for _ in 0..PUBLISH_CHANNELS {
+                let channel = connection.create_channel().await?;
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await?;
+                channels.push(channel);
+            }
+            self.topology.declare_all(&channels[0]).await?;
+            Ok(channels)
+        })
+        .await?;
         Ok((connection, channels))
     }
 
@@ -643,8 +723,9 @@ impl Publisher {
     }
 }
 
-/// Runs `session` again and again until `shutdown`, waiting with exponential backoff (capped at
-/// 30 s) after each failure. A session that ran for a while resets the backoff.
+/// Runs `session` again and again until `shutdown`, waiting with exponential backoff (from
+/// 250 ms, capped at [`RECONNECT_BACKOFF_MAX`]) after each failure. A session that ran for a
+/// while resets the backoff.
 pub async fn run_with_reconnect<F, Fut, E>(name: &str, shutdown: &CancellationToken, mut session: F)
 where
     F: FnMut() -> Fut,
@@ -665,9 +746,14 @@ where
         if !crate::shutdown::sleep_or_cancel(backoff, shutdown).await {
             break;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
     }
 }
+
+/// The longest a consumer waits between reconnect attempts: short, so that consuming resumes
+/// within seconds of a broker (or another cluster node) being usable again; an attempt costs
+/// the broker one connection.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -73,8 +73,30 @@ pub fn serve_ws(settings: &mut Settings) {
     ];
 }
 
-/// Fails loudly, naming the server, when one of the shared servers does not answer.
+/// Sends the logs of the services a test runs in its own process to the test's output, which
+/// the test harness shows when the test fails: warnings, and the broker connections the
+/// services make (`SPRAYER_TEST_LOG`, a `RUST_LOG`-style filter, changes what is shown).
+pub fn log_to_test_output() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let filter = std::env::var("SPRAYER_TEST_LOG")
+            .ok()
+            .and_then(|filter| tracing_subscriber::EnvFilter::try_new(filter).ok())
+            .unwrap_or_else(|| {
+                tracing_subscriber::EnvFilter::new("warn,sprayer_shared::amqp=info")
+            });
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
+/// Fails loudly, naming the server, when one of the shared servers does not answer. Sends the
+/// logs of the test's services to its output first (see [`log_to_test_output`]).
 pub async fn require_servers() {
+    log_to_test_output();
     let amqp = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default()).await;
     assert!(
         amqp.is_ok(),

@@ -18,7 +18,7 @@ use lapin::options::QueueDeclareOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::FieldTable;
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{AmqpError, Brokers, Topology};
+use sprayer_shared::amqp::{self, AmqpError, Brokers, Topology};
 use sprayer_shared::model::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -246,7 +246,7 @@ impl Poller {
 
     async fn close(self) {
         if let Some(connection) = self.connection {
-            let _ = connection.close(200, "bye".into()).await;
+            amqp::close(&connection).await;
         }
     }
 }

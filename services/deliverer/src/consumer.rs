@@ -15,7 +15,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::ShortString;
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{self, AmqpError, Brokers, Publisher};
+use sprayer_shared::amqp::{self, AmqpError, Brokers, Consuming, Publisher};
 use sprayer_shared::expand::users_with_endpoint;
 use sprayer_shared::model::{
     Channel, DeliveryEvent, DeliveryStatus, Job, StatusBatch, UserId, decode_jobs, now_ms,
@@ -288,13 +288,15 @@ async fn session(
     brokers: &Brokers,
     shutdown: CancellationToken,
 ) -> Result<(), AmqpError> {
-    let settings = &storer.settings;
-    let connection = brokers.connect(Duration::from_secs(5)).await?;
-    let channel = amqp::consumer_channel(&connection, settings.amqp.prefetch).await?;
     let topology = storer.publisher.topology();
-    topology.declare_status(&channel).await?;
-    topology.declare_channel(&channel, Channel::Ws).await?;
-    let mut consumer = amqp::consume(&channel, &topology.jobs_queue(Channel::Ws)).await?;
+    let prefetch = storer.settings.amqp.prefetch;
+    let Consuming {
+        connection,
+        channel,
+        mut consumer,
+    } = brokers
+        .consume_jobs(topology, Channel::Ws, prefetch)
+        .await?;
     let mut finishing = JoinSet::new();
     let ended = loop {
         tokio::select! {
@@ -327,7 +329,7 @@ async fn session(
         );
         finishing.abort_all();
     }
-    let _ = connection.close(200, "bye".into()).await;
+    amqp::close(&connection).await;
     ended
 }
 

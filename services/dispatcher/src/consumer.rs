@@ -11,7 +11,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::ShortString;
-use sprayer_shared::amqp::{self, AmqpError, Brokers};
+use sprayer_shared::amqp::{self, AmqpError, Brokers, Consuming};
 use sprayer_shared::model::decode_jobs;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -39,14 +39,15 @@ async fn session(
     brokers: &Brokers,
     shutdown: CancellationToken,
 ) -> Result<(), AmqpError> {
-    let settings = &dispatch.settings;
-    let connection = brokers.connect(Duration::from_secs(5)).await?;
-    let channel = amqp::consumer_channel(&connection, settings.amqp.prefetch).await?;
     let topology = dispatch.publisher.topology();
-    topology.declare_status(&channel).await?;
-    topology.declare_channel(&channel, dispatch.channel).await?;
-    let queue = topology.jobs_queue(dispatch.channel);
-    let mut consumer = amqp::consume(&channel, &queue).await?;
+    let prefetch = dispatch.settings.amqp.prefetch;
+    let Consuming {
+        connection,
+        channel,
+        mut consumer,
+    } = brokers
+        .consume_jobs(topology, dispatch.channel, prefetch)
+        .await?;
     let mut tasks = JoinSet::new();
     let ended = loop {
         tokio::select! {
@@ -83,7 +84,7 @@ async fn session(
         tracing::warn!("jobs still running after the grace period; they return to the queue");
         tasks.abort_all();
     }
-    let _ = connection.close(200, "bye".into()).await;
+    amqp::close(&connection).await;
     ended
 }
 

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{self, AmqpError, Brokers, Topology};
+use sprayer_shared::amqp::{self, AmqpError, Brokers, Consuming, Topology};
 use sprayer_shared::model::{DeliveryEvent, MessageRecord, StatusBatch};
 use sprayer_shared::mongo::Mongo;
 use tokio_util::sync::CancellationToken;
@@ -52,11 +52,13 @@ async fn session(
     shutdown: CancellationToken,
 ) -> Result<(), AmqpError> {
     let settings = &feed.settings;
-    let connection = brokers.connect(Duration::from_secs(5)).await?;
-    let channel = amqp::consumer_channel(&connection, settings.feeder.prefetch).await?;
-    feed.topology.declare_status(&channel).await?;
-    let queue = feed.topology.status_queue();
-    let mut consumer = amqp::consume(&channel, &queue).await?;
+    let Consuming {
+        connection,
+        mut consumer,
+        ..
+    } = brokers
+        .consume_status(&feed.topology, settings.feeder.prefetch)
+        .await?;
     let mut pending = Pending::default();
     // One batch is written while the next one gathers; acks stay in order because a write
     // starts only after the previous one has finished (and acked).
@@ -90,7 +92,7 @@ async fn session(
         // Shutting down: one last try, then leave the rest to the queue.
         flush_once(&feed, &mut pending).await;
     }
-    let _ = connection.close(200, "bye".into()).await;
+    amqp::close(&connection).await;
     result
 }
 
