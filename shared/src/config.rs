@@ -128,6 +128,10 @@ pub struct RedisSettings {
     pub cluster: bool,
     /// Shards per group and channel; must not change while groups exist.
     pub group_shards: u16,
+    /// A PEM file of the certificate authorities that signed the servers' certificates, for
+    /// `rediss://` URLs: trusted instead of the system's (a private CA, as managed Redis with
+    /// in-transit encryption often has). Without it, `rediss://` checks against the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -136,6 +140,7 @@ impl Default for RedisSettings {
             url: "redis://127.0.0.1:6379".into(),
             cluster: false,
             group_shards: 64,
+            ca_file: None,
         }
     }
 }
@@ -146,6 +151,15 @@ impl RedisSettings {
     /// names a database other than 0 or other credentials than the first (named by its place
     /// in the list, never shown: it may hold a password).
     fn url_problems(&self) -> Vec<String> {
+        if self.ca_file.is_some()
+            && !crate::redis::server_urls(self)
+                .iter()
+                .any(|url| url.starts_with("rediss://"))
+        {
+            return vec![
+                "redis.ca_file is set but redis.url names no rediss:// (TLS) server".to_owned(),
+            ];
+        }
         if !self.cluster {
             // A comma may stand in a password: only a second URL makes a list.
             let listed = self
@@ -890,6 +904,22 @@ mod tests {
         // One server: as before, a password may hold a comma.
         settings.redis.cluster = false;
         settings.redis.url = "redis://:pa,ss@a:6379".into();
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn a_redis_ca_file_goes_with_a_tls_url() {
+        let mut settings = Settings::default();
+        settings.redis.ca_file = Some("/etc/sprayer/redis-ca.pem".into());
+        let error = settings.validate().expect_err("a CA for a plain URL");
+        assert_eq!(
+            error.problems,
+            ["redis.ca_file is set but redis.url names no rediss:// (TLS) server"]
+        );
+        settings.redis.url = "rediss://:secret@redis.internal:6380".into();
+        assert!(settings.validate().is_ok());
+        settings.redis.cluster = true;
+        settings.redis.url = "rediss://a:7000,rediss://b:7000".into();
         assert!(settings.validate().is_ok());
     }
 

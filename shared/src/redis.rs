@@ -13,7 +13,7 @@ mod cluster;
 mod slots;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 pub use cluster::ClusterManager;
 
@@ -116,18 +116,49 @@ pub fn server_urls(settings: &RedisSettings) -> Vec<&str> {
     }
 }
 
+/// The certificate authorities of `redis.ca_file`, when it is set.
+fn tls_certificates(settings: &RedisSettings) -> redis::RedisResult<Option<TlsCertificates>> {
+    let Some(path) = &settings.ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|error| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "cannot read redis.ca_file",
+            format!("{}: {error}", path.display()),
+        ))
+    })?;
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
+/// A client of one server: over TLS for a `rediss://` URL, trusting `redis.ca_file` when set.
+fn client(url: &str, certificates: Option<&TlsCertificates>) -> redis::RedisResult<redis::Client> {
+    match certificates {
+        Some(certificates) if url.starts_with("rediss://") => {
+            redis::Client::build_with_tls(url, certificates.clone())
+        }
+        _ => redis::Client::open(url),
+    }
+}
+
 /// Connects to the server, or to the cluster through the first seed node that answers.
 pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<RedisConnection> {
+    let certificates = tls_certificates(settings)?;
     if settings.cluster {
-        let client = redis::cluster::ClusterClientBuilder::new(server_urls(settings))
+        let mut builder = redis::cluster::ClusterClientBuilder::new(server_urls(settings))
             .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(RESPONSE_TIMEOUT)
-            .build()?;
+            .response_timeout(RESPONSE_TIMEOUT);
+        if let Some(certificates) = certificates {
+            builder = builder.certs(certificates);
+        }
         return Ok(RedisConnection::Cluster(
-            ClusterManager::connect(client).await?,
+            ClusterManager::connect(builder.build()?).await?,
         ));
     }
-    let client = redis::Client::open(settings.url.as_str())?;
+    let client = client(&settings.url, certificates.as_ref())?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -139,9 +170,10 @@ pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<RedisConnec
 /// Plain clients of every server in `redis.url`, for pub/sub: a Redis Cluster passes every
 /// `PUBLISH` on to all its nodes, so a subscriber may listen on any one of them.
 pub fn pubsub_clients(settings: &RedisSettings) -> redis::RedisResult<Vec<redis::Client>> {
+    let certificates = tls_certificates(settings)?;
     server_urls(settings)
         .into_iter()
-        .map(redis::Client::open)
+        .map(|url| client(url, certificates.as_ref()))
         .collect()
 }
 

@@ -3,7 +3,7 @@
 //! that stopping them leaves the shared ones alone), and `sprayer run --only ...` processes that
 //! can be killed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -250,29 +250,52 @@ pub struct OwnedRedis {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// With TLS only: the folder of `server.pem`, `server.key` and `ca.pem`.
+    tls: Option<PathBuf>,
 }
 
 impl OwnedRedis {
     /// Starts a fresh server.
     pub async fn start() -> OwnedRedis {
+        Self::start_with(None).await
+    }
+
+    /// Starts a fresh server that speaks TLS only, with the certificate and key in
+    /// `certificates` (`server.pem`, `server.key`; clients are not asked for certificates).
+    pub async fn start_tls(certificates: &Path) -> OwnedRedis {
+        Self::start_with(Some(certificates.to_owned())).await
+    }
+
+    async fn start_with(tls: Option<PathBuf>) -> OwnedRedis {
         let mut redis = OwnedRedis {
             port: free_port(),
             dir: TempDir::new("sprayer-redis"),
             child: None,
+            tls,
         };
         redis.up().await;
         redis
     }
 
-    /// The server URL.
+    /// The server URL (`rediss://localhost:<port>` over TLS: the certificate names localhost).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            Some(_) => format!("rediss://localhost:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     /// Starts the server on its data (again).
     pub async fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            Some(certificates) => serve_tls_only(&mut command, certificates, &port),
+            None => {
+                command.args(["--bind", "127.0.0.1", "--port", &port]);
+            }
+        }
+        let child = command
             .args([
                 "--save",
                 "",
@@ -304,6 +327,20 @@ impl OwnedRedis {
     }
 }
 
+/// `redis-server` arguments: TLS only on loopback `port` (no plain port), with `server.pem`,
+/// `server.key` and `ca.pem` of `certificates`; clients are not asked for certificates.
+fn serve_tls_only(command: &mut Command, certificates: &Path, port: &str) {
+    command
+        .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", port])
+        .args(["--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(certificates.join("server.pem"))
+        .arg("--tls-key-file")
+        .arg(certificates.join("server.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(certificates.join("ca.pem"));
+}
+
 /// One node of an [`OwnedRedisCluster`]: a `redis-server` in cluster mode on loopback, with its
 /// data (append-only file) and cluster state (`nodes.conf`) in a folder of its own, so that it
 /// comes back after a stop on the same port with its slots and keys.
@@ -313,18 +350,36 @@ pub struct OwnedClusterNode {
     bus_port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// With TLS only (clients and cluster bus): the folder of `server.pem`, `server.key` and
+    /// `ca.pem`.
+    tls: Option<PathBuf>,
 }
 
 impl OwnedClusterNode {
     /// The node's URL.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Starts the node on its folder (again).
     pub async fn up(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            Some(certificates) => {
+                serve_tls_only(&mut command, certificates, &port);
+                command.args(["--tls-cluster", "yes"]);
+            }
+            None => {
+                command.args(["--bind", "127.0.0.1", "--port", &port]);
+            }
+        }
+        let child = command
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-port", &self.bus_port.to_string()])
             .args(["--cluster-config-file", "nodes.conf"])
@@ -374,7 +429,16 @@ impl OwnedClusterNode {
     /// Runs one command on this node alone (a plain connection, within 5 s).
     pub async fn command<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
         let asked = async {
-            let client = redis::Client::open(self.url())?;
+            let client = match &self.tls {
+                Some(certificates) => redis::Client::build_with_tls(
+                    self.url(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(std::fs::read(certificates.join("ca.pem"))?),
+                    },
+                )?,
+                None => redis::Client::open(self.url())?,
+            };
             let mut connection = client.get_multiplexed_async_connection().await?;
             command.query_async::<T>(&mut connection).await
         };
@@ -406,6 +470,16 @@ pub struct OwnedRedisCluster {
 impl OwnedRedisCluster {
     /// Starts `size` nodes, makes them one cluster and waits until every node sees it healthy.
     pub async fn start(size: usize) -> OwnedRedisCluster {
+        Self::start_with(size, None).await
+    }
+
+    /// As [`OwnedRedisCluster::start`], every node speaking TLS only (to clients and on the
+    /// cluster bus) with the certificate and key in `certificates`.
+    pub async fn start_tls(size: usize, certificates: &Path) -> OwnedRedisCluster {
+        Self::start_with(size, Some(certificates.to_owned())).await
+    }
+
+    async fn start_with(size: usize, tls: Option<PathBuf>) -> OwnedRedisCluster {
         let mut nodes = Vec::with_capacity(size);
         for _ in 0..size {
             let mut node = OwnedClusterNode {
@@ -413,6 +487,7 @@ impl OwnedRedisCluster {
                 bus_port: free_port(),
                 dir: TempDir::new("sprayer-redis-cluster"),
                 child: None,
+                tls: tls.clone(),
             };
             node.up().await;
             nodes.push(node);
@@ -421,10 +496,15 @@ impl OwnedRedisCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port))
             .collect();
+        let mut cli = Command::new("redis-cli");
+        if let Some(certificates) = &tls {
+            cli.arg("--tls")
+                .arg("--cacert")
+                .arg(certificates.join("ca.pem"));
+        }
         let created = tokio::time::timeout(
             Duration::from_secs(60),
-            Command::new("redis-cli")
-                .args(["--cluster", "create"])
+            cli.args(["--cluster", "create"])
                 .args(&addresses)
                 .args(["--cluster-replicas", "0", "--cluster-yes"])
                 .stdin(Stdio::null())

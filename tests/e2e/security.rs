@@ -1,5 +1,5 @@
 //! What is kept out: webhooks to private networks, apps above their limits, slow or oversized
-//! request heads, bodies that are not JSON; and TLS on the listeners.
+//! request heads, bodies that are not JSON; and TLS on the listeners and to Redis.
 
 use std::time::{Duration, Instant};
 
@@ -11,8 +11,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{Behavior, Receiver, TestApp, webhook_secret};
+use crate::helpers::{
+    Behavior, Receiver, TestApp, register_group, serve_ws, test_settings, webhook_secret,
+};
+use crate::owned::OwnedRedis;
 use crate::peers::TestCa;
+use crate::wsclient::WsClient;
+use sprayer::Sprayer;
 
 async fn put_webhook_status(app: &TestApp, user: &str, url: &str) -> (u16, Value) {
     let response = app
@@ -393,5 +398,99 @@ async fn every_listener_serves_tls_when_configured() {
     assert!(
         refused.is_err() || refused.is_ok_and(|response| response.status() != 200),
         "plain HTTP is not served on a TLS listener"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_a_private_ca_carries_groups_inboxes_and_live_sockets() {
+    const MEMBERS: usize = 20;
+    const WAIT: Duration = Duration::from_secs(30);
+    let ca = TestCa::new();
+    let redis = OwnedRedis::start_tls(ca.dir.path()).await;
+    let url = redis.url();
+    assert!(url.starts_with("rediss://localhost:"), "{url}");
+
+    // Trusting another CA than the one that signed the server's certificate: no start.
+    let other = TestCa::new();
+    let mut settings = test_settings();
+    settings.redis.url = url.clone();
+    settings.redis.ca_file = Some(other.ca_file());
+    let error = Sprayer::build_roles(settings, &sprayer::Role::ALL)
+        .await
+        .err()
+        .expect("a server certificate of an untrusted CA stops the start")
+        .to_string();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+    // A CA file that cannot be read is named.
+    let mut settings = test_settings();
+    settings.redis.url = url.clone();
+    settings.redis.ca_file = Some(ca.dir.path().join("missing.pem"));
+    let error = Sprayer::build_roles(settings, &sprayer::Role::ALL)
+        .await
+        .err()
+        .expect("an unreadable redis.ca_file stops the start")
+        .to_string();
+    assert!(error.contains("redis.ca_file"), "{error}");
+
+    // Trusting it: groups, endpoints, inboxes and the deliverer's wake-ups all go over TLS (the
+    // server has no plain port).
+    let app = TestApp::spawn_with(|settings| {
+        serve_ws(settings);
+        settings.redis.url = url.clone();
+        settings.redis.ca_file = Some(ca.ca_file());
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    register_group(&app, &receiver, &secret, MEMBERS, "secure").await;
+    let id = app
+        .send_ok(&json!({ "to": { "group": "secure" }, "content": { "body": "over TLS" } }))
+        .await;
+    app.wait_for_status(&id, "http", "delivered", MEMBERS as u64, WAIT)
+        .await;
+    let hits = receiver.hits();
+    assert_eq!(
+        hits.iter().filter(|hit| hit.message_id() == id).count(),
+        MEMBERS,
+        "one webhook per member"
+    );
+
+    let token = app.ws_token("alice").await;
+    let stored = app.send_ws("alice", "kept for later").await;
+    app.wait_for_status(&stored, "ws", "queued", 1, WAIT).await;
+    let mut socket = WsClient::open(&app.ws_url(&token)).await;
+    let first = socket.next_message(WAIT).await.expect("the inbox arrives");
+    assert_eq!(first["id"], stored.as_str());
+    let live = app.send_ws("alice", "live").await;
+    let next = socket.next_message(WAIT).await.expect("the live message");
+    assert_eq!(next["id"], live.as_str());
+    socket.ack(&[stored.clone(), live.clone()]).await;
+    app.wait_for_status(&live, "ws", "delivered", 1, WAIT).await;
+    socket.close().await;
+
+    // What Sprayer keeps is in the TLS server.
+    let pem = std::fs::read(ca.ca_file()).expect("ca");
+    let client = redis::Client::build_with_tls(
+        url.as_str(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test connects over TLS");
+    let keys: usize = redis::cmd("DBSIZE")
+        .query_async(&mut connection)
+        .await
+        .expect("DBSIZE");
+    assert!(
+        keys > MEMBERS,
+        "the members' endpoints and groups are there: {keys}"
+    );
+    eprintln!(
+        "redis tls figures: a group of {MEMBERS} delivered, an inbox and a live ws message over rediss:// ({keys} keys); another CA and a missing CA file refused at start"
     );
 }
