@@ -1,7 +1,8 @@
 //! `sprayer-bench`: runs the benchmark scenarios against the real servers (started by
 //! `make bench` with the README's own stack script), prints one table and writes the same
-//! figures to `bench/results/latest.json`. Every load is bounded in count and time and aims at
-//! loopback only.
+//! figures to `bench/results/latest.json` (a run of some scenarios only, to
+//! `bench/results/partial-<scenarios>.json`, leaving the full run's figures alone). Every load is
+//! bounded in count and time and aims at loopback only.
 //!
 //! - [`platform`] starts Sprayer's processes (release build) in a fresh namespace;
 //! - [`sockets`]: 15,000 WebSockets on one deliverer process and one message to a group of all
@@ -18,10 +19,14 @@ mod sockets;
 
 use clap::Parser;
 
+/// The scenarios, in the order they run.
+const SCENARIOS: [&str; 5] = ["accept", "fanout", "feedback", "sockets", "peer"];
+
 /// The benchmark scenarios.
 #[derive(Parser)]
 struct Args {
-    /// Scenarios to run (default: all): accept, fanout, feedback, sockets, peer.
+    /// Scenarios to run (default: all).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
     scenarios: Vec<String>,
     /// Group members in the fan-out scenario.
     #[arg(long, default_value_t = 100_000)]
@@ -35,15 +40,39 @@ struct Args {
     /// Client processes the sockets are spread over (the open-file cap is per process).
     #[arg(long, default_value_t = 3)]
     client_processes: usize,
-    /// Where the JSON goes.
-    #[arg(long, default_value = "bench/results/latest.json")]
-    output: std::path::PathBuf,
+    /// Where the JSON goes (default: `bench/results/latest.json` for a run of every scenario,
+    /// `bench/results/partial-<scenarios>.json` for some).
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
+}
+
+impl Args {
+    /// Whether `name` runs.
+    fn wanted(&self, name: &str) -> bool {
+        self.scenarios.is_empty() || self.scenarios.iter().any(|s| s == name)
+    }
+
+    /// Where the figures go.
+    fn output(&self) -> std::path::PathBuf {
+        if let Some(output) = &self.output {
+            return output.clone();
+        }
+        let ran: Vec<&str> = SCENARIOS
+            .into_iter()
+            .filter(|name| self.wanted(name))
+            .collect();
+        if ran.len() == SCENARIOS.len() {
+            "bench/results/latest.json".into()
+        } else {
+            format!("bench/results/partial-{}.json", ran.join("-")).into()
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let wanted = |name: &str| args.scenarios.is_empty() || args.scenarios.iter().any(|s| s == name);
+    let wanted = |name: &str| args.wanted(name);
     let mut report = report::Report::new();
     if wanted("accept") {
         report.add("accept", accept::run().await?);
@@ -67,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
         report.add("peer", figures);
     }
     report.print();
-    report.write(&args.output)?;
+    report.write(&args.output())?;
     Ok(())
 }
 
