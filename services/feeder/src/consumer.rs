@@ -52,10 +52,11 @@ async fn session(
     shutdown: CancellationToken,
 ) -> Result<(), AmqpError> {
     let settings = &feed.settings;
+    // The channel is held for the whole session, as the consumer on it is.
     let Consuming {
         connection,
+        channel: _channel,
         mut consumer,
-        ..
     } = brokers
         .consume_status(&feed.topology, settings.feeder.prefetch)
         .await?;
