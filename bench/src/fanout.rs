@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::platform::Platform;
@@ -43,42 +42,21 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
     let platform = Platform::start().await?;
     let sink = Sink::start().await?;
     let setup = Instant::now();
-    let endpoint = json!({"url": sink.url, "secret": webhook_secret()}).to_string();
-    let put = |path: String| {
-        platform
-            .http
-            .put(format!("{}{path}", platform.api))
-            .bearer_auth(&platform.key)
-    };
-    let succeeded = |answer: &reqwest::Result<reqwest::Response>| matches!(answer, Ok(response) if response.status().is_success());
     // The members in batches of 1,000, then each user's two endpoints (which join the
-    // group's per-channel sets as they are registered).
+    // group's per-channel sets as they are registered), 1,000 a request too.
     let names: Vec<String> = (0..users).map(|n| format!("f{n}")).collect();
     platform.add_members("fan", &names).await?;
-    let failures = futures::stream::iter(&names)
-        .map(|user| {
-            let endpoint = endpoint.clone();
-            async move {
-                let hook = put(format!("/v1/users/{user}/endpoints/http/hook"))
-                    .header("content-type", "application/json")
-                    .body(endpoint)
-                    .send()
-                    .await;
-                let inbox = put(format!("/v1/users/{user}/endpoints/ws/inbox"))
-                    .header("content-type", "application/json")
-                    .body("{}")
-                    .send()
-                    .await;
-                [hook, inbox]
-                    .iter()
-                    .filter(|answer| !succeeded(answer))
-                    .count()
-            }
+    let hook = json!({"url": sink.url, "secret": webhook_secret()});
+    let endpoints: Vec<Value> = names
+        .iter()
+        .flat_map(|user| {
+            [
+                json!({"user": user, "channel": "http", "device": "hook", "address": hook}),
+                json!({"user": user, "channel": "ws", "device": "inbox", "address": {}}),
+            ]
         })
-        .buffer_unordered(64)
-        .fold(0, |total, failed| async move { total + failed })
-        .await;
-    anyhow::ensure!(failures == 0, "{failures} setup requests failed");
+        .collect();
+    platform.register_endpoints(&endpoints).await?;
     eprintln!("fanout: {users} users set up in {:.1?}", setup.elapsed());
     let count = users as u64;
 

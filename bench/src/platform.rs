@@ -208,12 +208,30 @@ impl Platform {
 
     /// Puts `users` in `group`, 1,000 a request, four requests at a time.
     pub async fn add_members(&self, group: &str, users: &[String]) -> anyhow::Result<()> {
-        futures::stream::iter(users.chunks(1000))
+        self.post_in_batches(&format!("/v1/groups/{group}/members"), "users", users)
+            .await
+    }
+
+    /// Registers `endpoints` (each `{"user", "channel", "device", "address"}`) with
+    /// `POST /v1/endpoints`, 1,000 a request, four requests at a time.
+    pub async fn register_endpoints(&self, endpoints: &[serde_json::Value]) -> anyhow::Result<()> {
+        self.post_in_batches("/v1/endpoints", "endpoints", endpoints)
+            .await
+    }
+
+    /// POSTs `items` to `path` as `{field: [..1,000]}`, four requests at a time.
+    async fn post_in_batches<T: serde::Serialize + Sync>(
+        &self,
+        path: &str,
+        field: &str,
+        items: &[T],
+    ) -> anyhow::Result<()> {
+        futures::stream::iter(items.chunks(1000))
             .map(|batch| async move {
                 self.http
-                    .post(format!("{}/v1/groups/{group}/members", self.api))
+                    .post(format!("{}{path}", self.api))
                     .bearer_auth(&self.key)
-                    .json(&serde_json::json!({ "users": batch }))
+                    .json(&serde_json::json!({ field: batch }))
                     .send()
                     .await?
                     .error_for_status()?;

@@ -10,7 +10,7 @@ use sprayer_shared::model::{
 };
 
 use crate::helpers::{
-    Receiver, TestApp, register_users, signature_valid, wait_until, webhook_secret,
+    Receiver, TestApp, register_users, serve_ws, signature_valid, wait_until, webhook_secret,
 };
 
 /// Checks that each of `users` got exactly one signed request for `message`.
@@ -136,6 +136,61 @@ async fn a_group_filled_in_bulk_gets_one_webhook_each() {
         401,
         "{page}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endpoints_imported_in_bulk_reach_their_groups_once_each() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.dispatcher.inline_threshold = 100;
+        serve_ws(settings);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    let users: Vec<String> = (0..300).map(|index| format!("u{index}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    // u0..u149 join before they have an endpoint, u150..u299 after theirs are imported.
+    add_members(&app, "imported", &names[..150]).await;
+    let webhooks: Vec<serde_json::Value> = users
+        .iter()
+        .map(|user| TestApp::webhook_entry(user, &receiver, &secret))
+        .collect();
+    assert_eq!(
+        app.import_endpoints(&webhooks).await,
+        json!({ "created": 300, "replaced": 0 })
+    );
+    add_members(&app, "imported", &names[150..]).await;
+    // Importing some again replaces them; a new channel of a user is created beside.
+    let mut again = webhooks[..50].to_vec();
+    again.push(json!({ "user": "u0", "channel": "ws", "device": "inbox", "address": {} }));
+    assert_eq!(
+        app.import_endpoints(&again).await,
+        json!({ "created": 1, "replaced": 50 })
+    );
+    let (status, listed) = app.get("/v1/users/u0/endpoints").await;
+    assert_eq!(status, 200, "{listed}");
+    let listed: Vec<(&str, &str)> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            (
+                item["channel"].as_str().unwrap_or_default(),
+                item["device"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("http", "d1"), ("ws", "inbox")]);
+
+    let id = app
+        .send_ok(&json!({ "to": { "group": "imported" }, "channels": ["http"], "content": { "body": "imported" } }))
+        .await;
+    let summary = app
+        .wait_for_status(&id, "http", "delivered", 300, Duration::from_secs(60))
+        .await;
+    assert_eq!(summary["total"], 300, "{summary}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_exactly_once(&receiver, &secret, &users, &id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -352,6 +352,28 @@ impl TestApp {
             .await;
     }
 
+    /// Registers `endpoints` (`{"user", "channel", "device", "address"}` each) in one
+    /// `POST /v1/endpoints`; the 200 answer's `{"created", "replaced"}`.
+    pub async fn import_endpoints(&self, endpoints: &[Value]) -> Value {
+        let response = self
+            .request(reqwest::Method::POST, "/v1/endpoints")
+            .json(&json!({ "endpoints": endpoints }))
+            .send()
+            .await
+            .expect("answers");
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The webhook of `user` (device `d1`) at the receiver's path named after the user, as
+    /// `POST /v1/endpoints` takes it.
+    pub fn webhook_entry(user: &str, receiver: &Receiver, secret: &str) -> Value {
+        json!({ "user": user, "channel": "http", "device": "d1",
+                "address": { "url": receiver.url(user), "secret": secret } })
+    }
+
     /// Adds `user` to `group`.
     pub async fn add_member(&self, group: &str, user: &str) {
         let response = self

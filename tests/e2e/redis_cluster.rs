@@ -214,6 +214,30 @@ async fn on_a_three_node_redis_cluster_groups_lists_idempotency_and_rate_limits_
         .await;
     assert_delivered_once(&app, &receiver, &secret, &bulk, &expected).await;
 
+    // Endpoints imported in one request, for users already in a group: every node's keys are
+    // written and each user gets the group's message once.
+    let newcomers: Vec<String> = (0..LISTED).map(|index| format!("n{index}")).collect();
+    let response = app
+        .request(Method::POST, "/v1/groups/newcomers/members")
+        .json(&json!({ "users": newcomers }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let entries: Vec<Value> = newcomers
+        .iter()
+        .map(|user| TestApp::webhook_entry(user, &receiver, &secret))
+        .collect();
+    assert_eq!(
+        app.import_endpoints(&entries).await,
+        json!({ "created": LISTED, "replaced": 0 })
+    );
+    let imported = app
+        .send_ok(&json!({ "to": { "group": "newcomers" }, "content": { "body": "welcome" } }))
+        .await;
+    let expected: HashSet<String> = newcomers.iter().cloned().collect();
+    assert_delivered_once(&app, &receiver, &secret, &imported, &expected).await;
+
     // Idempotency: the same key and body gives the same id, replayed; another body is refused.
     let body = json!({ "to": { "user": "u1" }, "content": { "body": "once" } });
     let (status, first) = app.send(&body, Some("order-42")).await;

@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, webhook_secret};
 use crate::outages::queue_depth;
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
@@ -359,6 +359,82 @@ async fn bad_endpoints_groups_and_queries_are_refused_naming_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_endpoint_import_is_refused_naming_the_entry_and_registers_nothing() {
+    let app = TestApp::spawn_accepter_only().await;
+    let secret = webhook_secret();
+    let hook = |user: &str| {
+        json!({ "user": user, "channel": "http", "device": "d1",
+                "address": { "url": "https://example.com/hook", "secret": secret } })
+    };
+    let with = |index: usize, key: &str, value: Value| {
+        let mut endpoints = vec![hook("ok0"), hook("ok1"), hook("ok2")];
+        endpoints[index][key] = value;
+        json!({ "endpoints": endpoints })
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({ "endpoints": [] }), "/endpoints"),
+        (
+            json!({ "endpoints": (0..1001).map(|n| hook(&format!("u{n}"))).collect::<Vec<_>>() }),
+            "/endpoints",
+        ),
+        (json!({ "endpoints": hook("ok0") }), "/endpoints"),
+        (with(1, "user", json!("a:b")), "/endpoints/1/user"),
+        (with(2, "channel", json!("pigeon")), "/endpoints/2/channel"),
+        (with(2, "channel", json!("sms")), "/endpoints/2/channel"),
+        (with(0, "device", json!("d{1}")), "/endpoints/0/device"),
+        (
+            with(1, "address", json!({ "url": "ftp://x", "secret": secret })),
+            "/endpoints/1/address/url",
+        ),
+        (
+            with(1, "address", json!({ "url": "https://example.com" })),
+            "/endpoints/1/address",
+        ),
+        (
+            with(
+                2,
+                "address",
+                json!({ "url": "http://169.254.169.254/", "secret": secret }),
+            ),
+            "/endpoints/2/address/url",
+        ),
+        (with(2, "user", json!("ok0")), "/endpoints/2"),
+        (
+            json!({ "endpoints": [{ "user": "ok0", "channel": "http", "device": "d1" }] }),
+            "/endpoints/0",
+        ),
+        (with(1, "sent", json!(true)), "/endpoints/1/sent"),
+    ];
+    for (body, field) in cases {
+        let response = app
+            .request(Method::POST, "/v1/endpoints")
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        let (status, problem_body) = problem(response).await;
+        assert_eq!(
+            (status, problem_body["field"].as_str()),
+            (422, Some(field)),
+            "{problem_body}"
+        );
+    }
+    // A refused import wrote none of its entries, the valid ones before the fault included.
+    for user in ["ok0", "ok1", "ok2"] {
+        let (status, body) = app.get(&format!("/v1/users/{user}/endpoints")).await;
+        assert_eq!(status, 404, "{user}: {body}");
+    }
+    let response = app
+        .request(Method::POST, "/v1/endpoints")
+        .header("content-type", "application/json")
+        .body("{\"endpoints\": [")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(problem(response).await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_describes_the_api() {
     let app = TestApp::spawn_accepter_only().await;
     let response = app
@@ -380,10 +456,15 @@ async fn the_openapi_document_describes_the_api() {
         "/v1/messages/{id}",
         "/v1/messages/{id}/deliveries",
         "/v1/users/{user}/endpoints/{channel}/{device}",
+        "/v1/endpoints",
         "/v1/groups/{group}/members/{user}",
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
+    assert_eq!(
+        document["components"]["schemas"]["NewEndpoints"]["required"],
+        json!(["endpoints"])
+    );
     assert!(document["components"]["schemas"]["Problem"].is_object());
     for probe in ["/healthz", "/readyz", "/metrics"] {
         let response = app

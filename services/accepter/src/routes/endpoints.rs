@@ -1,8 +1,9 @@
-//! A user's endpoints: `PUT|DELETE /v1/users/{user}/endpoints/{channel}/{device}` and
-//! `GET /v1/users/{user}/endpoints`. Registering or removing an endpoint keeps the user's
-//! groups' per-channel sets right.
+//! A user's endpoints: `PUT|DELETE /v1/users/{user}/endpoints/{channel}/{device}`,
+//! `GET /v1/users/{user}/endpoints`, and `POST /v1/endpoints` to register many at once (an
+//! import). Registering or removing an endpoint keeps the user's groups' per-channel sets right.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use axum::Json;
 use axum::extract::State;
@@ -106,28 +107,36 @@ pub fn checked_users(field: &str, values: &[String]) -> Result<Vec<UserId>, ApiE
     Ok(users)
 }
 
-fn served_channel(state: &AppState, name: &str) -> Result<Channel, ApiError> {
+/// Parses a channel this installation serves; `field` names it when it is refused.
+fn served_channel(state: &AppState, field: &str, name: &str) -> Result<Channel, ApiError> {
     let channel: Channel = name
         .parse()
-        .map_err(|error| ApiError::validation("channel", format!("{error}")))?;
+        .map_err(|error| ApiError::validation(field, format!("{error}")))?;
     if !state.settings.accepter.channels.contains(&channel) {
         return Err(ApiError::validation(
-            "channel",
+            field,
             format!("channel {channel} is not served by this installation"),
         ));
     }
     Ok(channel)
 }
 
-/// Checks an address for `channel` and returns what is stored. A webhook URL whose host is a
-/// literal address outside the public internet is refused unless `webhook.allow_networks`
-/// holds it (names are checked by the dispatcher each time they are resolved).
-fn stored_address(state: &AppState, channel: Channel, raw: &[u8]) -> Result<String, ApiError> {
+/// Checks an address for `channel` and returns what is stored; `at` is the JSON Pointer of the
+/// address in the body (empty when the body is the address), under which a refused field is
+/// named. A webhook URL whose host is a literal address outside the public internet is refused
+/// unless `webhook.allow_networks` holds it (names are checked by the dispatcher each time
+/// they are resolved).
+fn stored_address(
+    state: &AppState,
+    channel: Channel,
+    raw: &[u8],
+    at: &str,
+) -> Result<String, ApiError> {
     let stored = sprayer_shared::model::parse_address(channel, raw).map_err(|error| {
-        let field = if error.field.starts_with('/') || error.field == "channel" {
-            error.field.to_owned()
-        } else {
-            format!("/{}", error.field)
+        let field = match error.field {
+            "/" if !at.is_empty() => at.to_owned(),
+            field if field.starts_with('/') => format!("{at}{field}"),
+            field => format!("{at}/{field}"),
         };
         ApiError::validation(field, error.reason)
     })?;
@@ -140,7 +149,7 @@ fn stored_address(state: &AppState, channel: Channel, raw: &[u8]) -> Result<Stri
             && !guard.permits_host(&host)
         {
             return Err(ApiError::validation(
-                "/url",
+                format!("{at}/url"),
                 format!(
                     "{host} is not a public address; webhooks may reach it only when the operator allows its network (webhook.allow_networks)"
                 ),
@@ -152,22 +161,6 @@ fn stored_address(state: &AppState, channel: Channel, raw: &[u8]) -> Result<Stri
 
 fn redacted(channel: Channel, stored: &str) -> serde_json::Value {
     sprayer_shared::model::redacted_address(channel, stored)
-}
-
-async fn user_groups(
-    redis: &mut sprayer_shared::redis::RedisConnection,
-    app: &AppId,
-    user: &UserId,
-) -> Result<Vec<GroupId>, ApiError> {
-    let names: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(user_groups_key(app, user))
-        .query_async(redis)
-        .await
-        .map_err(|error| ApiError::unavailable("redis", &error))?;
-    Ok(names
-        .into_iter()
-        .filter_map(|name| GroupId::parse(name).ok())
-        .collect())
 }
 
 /// Register or replace an endpoint.
@@ -190,56 +183,210 @@ pub async fn put(
     body: JsonBody<serde_json::Value>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     let user = checked_id::<UserId>("user", &user)?;
-    let channel = served_channel(&state, &channel)?;
+    let channel = served_channel(&state, "channel", &channel)?;
     let device = checked_id::<DeviceId>("device", &device)?;
-    let stored = stored_address(&state, channel, &body.raw)?;
-    let created = register(&state, &caller.app, &user, channel, &device, &stored).await?;
-    let status = if created {
+    let registration = Registration {
+        stored: stored_address(&state, channel, &body.raw, "")?,
+        user,
+        channel,
+        device,
+    };
+    let created = register_all(&state, &caller.app, std::slice::from_ref(&registration)).await?;
+    let status = if created > 0 {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(EndpointView {
-            channel: channel.to_string(),
-            device: device.to_string(),
-            address: redacted(channel, &stored),
-        }),
-    ))
+    Ok((status, Json(registration.view())))
 }
 
-/// Stores an endpoint and adds the user to their groups' sets of the channel; returns whether
-/// it is new.
-pub async fn register(
+/// Endpoints to register in one request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoints {
+    /// 1 to 1,000 endpoints, each of a different user, channel and device.
+    pub endpoints: Vec<NewEndpoint>,
+}
+
+/// One endpoint of [`NewEndpoints`]: what `PUT /v1/users/{user}/endpoints/{channel}/{device}`
+/// takes in its path and body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEndpoint {
+    /// The user id.
+    pub user: String,
+    /// The channel.
+    pub channel: String,
+    /// The device id.
+    pub device: String,
+    /// The address, shaped as the channel asks (see the `PUT`).
+    #[schema(value_type = Object)]
+    pub address: serde_json::Value,
+}
+
+/// What registering several endpoints did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RegisteredEndpoints {
+    /// Endpoints that were not registered before.
+    pub created: u64,
+    /// Endpoints whose address was replaced.
+    pub replaced: u64,
+}
+
+/// Endpoints one `POST /v1/endpoints` registers at most.
+pub const MAX_NEW_ENDPOINTS: usize = 1000;
+
+/// Register up to 1,000 endpoints of any users at once.
+#[utoipa::path(
+    post, path = "/v1/endpoints", tag = "endpoints",
+    request_body = NewEndpoints,
+    responses(
+        (status = 200, description = "Every endpoint is registered now", body = RegisteredEndpoints),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid value, named as `/endpoints/<index>/...`; none was registered", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody<NewEndpoints>,
+) -> Result<Json<RegisteredEndpoints>, ApiError> {
+    let requested = body.value.endpoints;
+    if requested.is_empty() || requested.len() > MAX_NEW_ENDPOINTS {
+        return Err(ApiError::validation(
+            "/endpoints",
+            format!("give 1 to {MAX_NEW_ENDPOINTS} endpoints"),
+        ));
+    }
+    let mut first_of = HashMap::with_capacity(requested.len());
+    let mut registrations = Vec::with_capacity(requested.len());
+    for (index, endpoint) in requested.iter().enumerate() {
+        let at = format!("/endpoints/{index}");
+        let user = checked_id::<UserId>(&format!("{at}/user"), &endpoint.user)?;
+        let channel = served_channel(&state, &format!("{at}/channel"), &endpoint.channel)?;
+        let device = checked_id::<DeviceId>(&format!("{at}/device"), &endpoint.device)?;
+        let address = serde_json::to_vec(&endpoint.address).unwrap_or_default();
+        let stored = stored_address(&state, channel, &address, &format!("{at}/address"))?;
+        match first_of.entry((user.clone(), channel, device.clone())) {
+            Entry::Occupied(first) => {
+                return Err(ApiError::validation(
+                    at,
+                    format!(
+                        "names the same user, channel and device as /endpoints/{}",
+                        first.get()
+                    ),
+                ));
+            }
+            Entry::Vacant(slot) => slot.insert(index),
+        };
+        registrations.push(Registration {
+            user,
+            channel,
+            device,
+            stored,
+        });
+    }
+    let created = register_all(&state, &caller.app, &registrations).await?;
+    Ok(Json(RegisteredEndpoints {
+        created,
+        replaced: registrations.len() as u64 - created,
+    }))
+}
+
+/// An endpoint checked and ready to store.
+#[derive(Debug)]
+pub struct Registration {
+    /// Whose it is.
+    pub user: UserId,
+    /// Its channel.
+    pub channel: Channel,
+    /// The device id.
+    pub device: DeviceId,
+    /// The address as stored in Redis.
+    pub stored: String,
+}
+
+impl Registration {
+    /// The endpoint as answered: its secrets redacted.
+    fn view(&self) -> EndpointView {
+        EndpointView {
+            channel: self.channel.to_string(),
+            device: self.device.to_string(),
+            address: redacted(self.channel, &self.stored),
+        }
+    }
+}
+
+/// Stores endpoints and adds each user to their groups' sets of the endpoint's channel, in two
+/// Redis pipelines whatever their number; returns how many are new.
+pub async fn register_all(
     state: &AppState,
     app: &AppId,
-    user: &UserId,
-    channel: Channel,
-    device: &DeviceId,
-    stored: &str,
-) -> Result<bool, ApiError> {
+    registrations: &[Registration],
+) -> Result<u64, ApiError> {
+    let mut users: Vec<&UserId> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut pipe = redis::pipe();
+    for registration in registrations {
+        pipe.hset(
+            endpoints_key(app, &registration.user, registration.channel),
+            registration.device.as_str(),
+            &registration.stored,
+        );
+        if seen.insert(&registration.user) {
+            users.push(&registration.user);
+        }
+    }
+    for user in &users {
+        pipe.smembers(user_groups_key(app, user));
+    }
     let mut redis = state.redis.clone();
-    let created: i64 = redis::cmd("HSET")
-        .arg(endpoints_key(app, user, channel))
-        .arg(device.as_str())
-        .arg(stored)
+    let reply: Vec<redis::Value> = pipe
         .query_async(&mut redis)
         .await
         .map_err(|error| ApiError::unavailable("redis", &error))?;
-    let groups = user_groups(&mut redis, app, user).await?;
-    if !groups.is_empty() {
-        let shard = shard_of(user, state.settings.redis.group_shards);
-        let mut pipe = redis::pipe();
-        for group in &groups {
-            pipe.sadd(group_channel_key(app, group, channel, shard), user.as_str())
-                .ignore();
+    let mut values = reply.into_iter();
+    let created: u64 = values
+        .by_ref()
+        .take(registrations.len())
+        .map(|value| redis::from_redis_value::<u64>(value).unwrap_or(0))
+        .sum();
+    let groups: HashMap<&UserId, Vec<GroupId>> = users
+        .into_iter()
+        .zip(values)
+        .map(|(user, value)| {
+            let names = redis::from_redis_value::<Vec<String>>(value).unwrap_or_default();
+            let groups = names
+                .into_iter()
+                .filter_map(|name| GroupId::parse(name).ok())
+                .collect();
+            (user, groups)
+        })
+        .collect();
+    let shards = state.settings.redis.group_shards;
+    let mut pipe = redis::pipe();
+    let mut writes = 0;
+    for registration in registrations {
+        let user = &registration.user;
+        for group in groups.get(user).into_iter().flatten() {
+            pipe.sadd(
+                group_channel_key(app, group, registration.channel, shard_of(user, shards)),
+                user.as_str(),
+            )
+            .ignore();
+            writes += 1;
         }
+    }
+    if writes > 0 {
         pipe.query_async::<()>(&mut redis)
             .await
             .map_err(|error| ApiError::unavailable("redis", &error))?;
     }
-    Ok(created > 0)
+    Ok(created)
 }
 
 /// Remove an endpoint.

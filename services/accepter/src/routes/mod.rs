@@ -25,7 +25,7 @@ use crate::state::AppState;
     info(title = "Sprayer", description = "Send a message once; Sprayer delivers it over every channel the recipients registered."),
     paths(
         messages::send, feedback::message, feedback::deliveries,
-        endpoints::put, endpoints::delete, endpoints::list, ws_token::mint,
+        endpoints::put, endpoints::add, endpoints::delete, endpoints::list, ws_token::mint,
         groups::put, groups::add, groups::delete, groups::list,
     ),
     modifiers(&Security),
@@ -64,6 +64,7 @@ pub fn api() -> Router<AppState> {
         .route("/v1/messages", post(messages::send))
         .route("/v1/messages/{id}", get(feedback::message))
         .route("/v1/messages/{id}/deliveries", get(feedback::deliveries))
+        .route("/v1/endpoints", post(endpoints::add))
         .route("/v1/users/{user}/endpoints", get(endpoints::list))
         .route(
             "/v1/users/{user}/endpoints/{channel}/{device}",

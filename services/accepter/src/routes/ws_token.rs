@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::extract::decode;
 use crate::problem::{ApiError, Problem};
-use crate::routes::endpoints::{checked_id, register};
+use crate::routes::endpoints::{Registration, checked_id, register_all};
 use crate::state::{AppState, Caller};
 
 /// What may be asked of a token.
@@ -83,16 +83,14 @@ pub async fn mint(
             ));
         }
     };
-    let inbox = serde_json::to_string(&WsEndpoint::default()).unwrap_or_else(|_| "{}".into());
-    register(
-        &state,
-        &caller.app,
-        &user,
-        Channel::Ws,
-        &DeviceId::inbox(),
-        &inbox,
-    )
-    .await?;
+    let inbox = Registration {
+        user,
+        channel: Channel::Ws,
+        device: DeviceId::inbox(),
+        stored: serde_json::to_string(&WsEndpoint::default()).unwrap_or_else(|_| "{}".into()),
+    };
+    register_all(&state, &caller.app, std::slice::from_ref(&inbox)).await?;
+    let user = inbox.user;
     let now = now_ms() / 1000;
     let expires = now + i64::try_from(ttl).unwrap_or(i64::MAX / 2);
     let token = sprayer_shared::wstoken::mint(
