@@ -19,6 +19,7 @@ use lapin::options::{
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
 };
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::Mutex;
@@ -45,6 +46,10 @@ pub enum AmqpError {
     /// A broker took too long to answer: connecting, or setting up on the connection.
     #[error("rabbitmq: {0} timed out")]
     Timeout(&'static str),
+    /// A TLS file of the settings (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot
+    /// be used.
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// How long a broker may take to set up a consumer or a publisher on a new connection (open
@@ -381,15 +386,39 @@ pub fn broker_address(url: &str) -> String {
 pub struct Brokers {
     urls: Vec<String>,
     next: AtomicUsize,
+    tls: OwnedTLSConfig,
+}
+
+impl Clone for Brokers {
+    /// The same brokers and TLS material, starting again from the first broker.
+    fn clone(&self) -> Brokers {
+        Brokers {
+            urls: self.urls.clone(),
+            next: AtomicUsize::new(0),
+            tls: self.tls.clone(),
+        }
+    }
 }
 
 impl Brokers {
-    /// The brokers of an `amqp.url` value (see [`broker_urls`]).
+    /// The brokers of an `amqp.url` value (see [`broker_urls`]), with the system's CAs only
+    /// and no client certificate for `amqps://`.
     pub fn new(list: &str) -> Brokers {
         Brokers {
             urls: broker_urls(list).into_iter().map(str::to_owned).collect(),
             next: AtomicUsize::new(0),
+            tls: OwnedTLSConfig::default(),
         }
+    }
+
+    /// The brokers of `settings`, with its TLS files read and checked: the CAs of
+    /// `amqp.ca_file` trusted besides the system's, and the client certificate of
+    /// `amqp.cert_file` with `amqp.key_file` shown to brokers that ask for one.
+    pub fn for_settings(settings: &AmqpSettings) -> Result<Brokers, AmqpError> {
+        Ok(Brokers {
+            tls: tls_config(settings)?,
+            ..Brokers::new(&settings.url)
+        })
     }
 
     /// How many brokers there are.
@@ -410,7 +439,7 @@ impl Brokers {
         for offset in 0..self.urls.len() {
             let index = (start + offset) % self.urls.len();
             let url = &self.urls[index];
-            match connect_one(url, timeout).await {
+            match connect_one(url, &self.tls, timeout).await {
                 Ok(connection) => {
                     self.next
                         .store((index + 1) % self.urls.len(), Ordering::Relaxed);
@@ -437,16 +466,72 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Connection, AmqpErr
     Brokers::new(url).connect(timeout).await
 }
 
-async fn connect_one(url: &str, timeout: Duration) -> Result<Connection, AmqpError> {
+async fn connect_one(
+    url: &str,
+    tls: &OwnedTLSConfig,
+    timeout: Duration,
+) -> Result<Connection, AmqpError> {
+    let runtime = lapin::runtime::default_runtime()?;
     match tokio::time::timeout(
         timeout,
-        Connection::connect(url, ConnectionProperties::default()),
+        Connection::connect_with_config(url, ConnectionProperties::default(), tls.clone(), runtime),
     )
     .await
     {
         Ok(connection) => Ok(connection?),
         Err(_) => Err(AmqpError::Timeout("connecting")),
     }
+}
+
+/// The TLS material of `settings` for `amqps://` brokers, each file read and parsed: a file
+/// that cannot be read, or holds no certificate or key, is named in the error.
+pub fn tls_config(settings: &AmqpSettings) -> Result<OwnedTLSConfig, AmqpError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |setting: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| {
+            AmqpError::Tls(format!("cannot read {setting} {}: {error}", path.display()))
+        })
+    };
+    let certificates = |setting: &str, path: &std::path::Path| {
+        let pem = read(setting, path)?;
+        let parsed: Vec<_> = CertificateDer::pem_slice_iter(&pem).collect();
+        if parsed.is_empty() || parsed.iter().any(Result::is_err) {
+            return Err(AmqpError::Tls(format!(
+                "{setting} {} holds no PEM certificate, or one that does not parse",
+                path.display()
+            )));
+        }
+        String::from_utf8(pem)
+            .map_err(|_| AmqpError::Tls(format!("{setting} {} is not PEM text", path.display())))
+    };
+    let cert_chain = match &settings.ca_file {
+        Some(path) => Some(certificates("amqp.ca_file", path)?),
+        None => None,
+    };
+    let identity = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => {
+            let pem = certificates("amqp.cert_file", cert)?.into_bytes();
+            let key_pem = read("amqp.key_file", key)?;
+            PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| {
+                AmqpError::Tls(format!(
+                    "amqp.key_file {} holds no PEM private key: {error}",
+                    key.display()
+                ))
+            })?;
+            Some(OwnedIdentity::PKCS8 { pem, key: key_pem })
+        }
+        (None, None) => None,
+        _ => {
+            return Err(AmqpError::Tls(
+                "amqp.cert_file and amqp.key_file go together".to_owned(),
+            ));
+        }
+    };
+    Ok(OwnedTLSConfig {
+        identity,
+        cert_chain,
+    })
 }
 
 /// Closes `connection`, giving the broker [`CLOSE_TIMEOUT`] to answer.
@@ -595,12 +680,24 @@ impl Publisher {
     /// A publisher for `url` (one broker URL or a comma-separated list: see [`Brokers`]),
     /// declaring `topology` on every new connection.
     pub fn new(url: &str, topology: Topology) -> Publisher {
+        Publisher::with_brokers(Brokers::new(url), topology)
+    }
+
+    /// A publisher for `brokers` (see [`Brokers::for_settings`]), declaring `topology` on
+    /// every new connection.
+    pub fn with_brokers(brokers: Brokers, topology: Topology) -> Publisher {
         Publisher {
-            brokers: Brokers::new(url),
+            brokers,
             topology,
             state: Mutex::new(PublisherState::default()),
             turn: AtomicUsize::new(0),
         }
+    }
+
+    /// The publisher's brokers, for a consumer of the same process to connect to (starting
+    /// from the first).
+    pub fn brokers(&self) -> Brokers {
+        self.brokers.clone()
     }
 
     /// The topology.

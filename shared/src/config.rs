@@ -64,6 +64,14 @@ pub struct AmqpSettings {
     /// Queues unused for this long are deleted by the broker (for throw-away installations).
     #[serde(with = "humantime_serde")]
     pub queue_expires: Option<Duration>,
+    /// A PEM file of certificate authorities trusted, besides the system's, for `amqps://`
+    /// brokers (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate (with its chain) for `amqps://` brokers that ask for one
+    /// (mutual TLS, RabbitMQ's `ssl_options.verify = verify_peer`); with `key_file`.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// The kind of queue to declare.
@@ -83,6 +91,17 @@ impl AmqpSettings {
         let urls = crate::amqp::broker_urls(&self.url);
         if urls.is_empty() {
             return vec!["amqp.url must name at least one amqp:// or amqps:// URL".to_owned()];
+        }
+        let tls_files = [&self.ca_file, &self.cert_file, &self.key_file];
+        if tls_files.iter().any(|file| file.is_some())
+            && !urls.iter().any(|url| url.starts_with("amqps://"))
+        {
+            return vec![
+                "amqp.ca_file, amqp.cert_file and amqp.key_file are for amqps:// (TLS) brokers, and amqp.url names none".to_owned(),
+            ];
+        }
+        if let Err(error) = crate::amqp::tls_config(self) {
+            return vec![error.to_string()];
         }
         let many = urls.len() > 1;
         urls.iter()
@@ -112,6 +131,9 @@ impl Default for AmqpSettings {
             retry_tiers: [1, 10, 60, 600].map(Duration::from_secs).to_vec(),
             queue_type: QueueType::Classic,
             queue_expires: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -904,6 +926,44 @@ mod tests {
         // One server: as before, a password may hold a comma.
         settings.redis.cluster = false;
         settings.redis.url = "redis://:pa,ss@a:6379".into();
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn amqp_tls_files_go_with_an_amqps_url_and_must_be_usable() {
+        let mut settings = Settings::default();
+        settings.amqp.ca_file = Some("/nonexistent/rabbit-ca.pem".into());
+        let problems = |settings: &Settings| settings.validate().expect_err("refused").problems;
+        assert_eq!(
+            problems(&settings),
+            [
+                "amqp.ca_file, amqp.cert_file and amqp.key_file are for amqps:// (TLS) brokers, and amqp.url names none"
+            ]
+        );
+        settings.amqp.url = "amqp://a:5672/%2f,amqps://b:5671/%2f".into();
+        let unreadable = problems(&settings);
+        assert!(
+            unreadable[0].starts_with("cannot read amqp.ca_file /nonexistent/rabbit-ca.pem: "),
+            "{unreadable:?}"
+        );
+        let not_pem = std::env::temp_dir().join(format!("sprayer-not-pem-{}", std::process::id()));
+        std::fs::write(&not_pem, "not a certificate").expect("write");
+        settings.amqp.ca_file = Some(not_pem.clone());
+        assert_eq!(
+            problems(&settings),
+            [format!(
+                "amqp.ca_file {} holds no PEM certificate, or one that does not parse",
+                not_pem.display()
+            )]
+        );
+        settings.amqp.ca_file = None;
+        settings.amqp.cert_file = Some(not_pem.clone());
+        assert_eq!(
+            problems(&settings),
+            ["amqp.cert_file and amqp.key_file go together"]
+        );
+        std::fs::remove_file(&not_pem).ok();
+        settings.amqp.cert_file = None;
         assert!(settings.validate().is_ok());
     }
 

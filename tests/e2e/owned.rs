@@ -63,11 +63,12 @@ fn signal(pid: u32, name: &str) {
 /// package made), with its data in a temporary folder, so that it can be stopped and started
 /// again with its queues.
 pub struct OwnedRabbit {
-    /// The AMQP port.
+    /// The AMQP port (AMQPS when the node was started with TLS).
     pub port: u16,
     dist_port: u16,
     node: String,
     data: PathBuf,
+    tls: bool,
 }
 
 impl OwnedRabbit {
@@ -76,13 +77,47 @@ impl OwnedRabbit {
         Self::start_named("sprayer-fault-").await
     }
 
+    /// Starts a fresh node that speaks only AMQP over TLS, with `server.pem`, `server.key` and
+    /// `ca.pem` of `certificates`, and asks clients for a certificate of that CA (mutual TLS:
+    /// `verify_peer`, `fail_if_no_peer_cert`).
+    pub async fn start_tls(certificates: &Path) -> OwnedRabbit {
+        Self::start_with("sprayer-tls-", Some(certificates)).await
+    }
+
     /// Starts a fresh node named `<prefix><random>@localhost`.
     async fn start_named(prefix: &str) -> OwnedRabbit {
+        Self::start_with(prefix, None).await
+    }
+
+    /// Starts a fresh node, over TLS only when `certificates` is given.
+    async fn start_with(prefix: &str, certificates: Option<&Path>) -> OwnedRabbit {
         let data = std::env::temp_dir().join(unique("sprayer-rabbit-"));
         for folder in ["mnesia", "log"] {
             std::fs::create_dir_all(data.join(folder)).expect("data folder");
         }
         std::fs::write(data.join("enabled_plugins"), "[].\n").expect("plugins file");
+        let port = free_port();
+        if let Some(certificates) = certificates {
+            let tls = data.join("tls");
+            std::fs::create_dir_all(&tls).expect("tls folder");
+            for name in ["server.pem", "server.key", "ca.pem"] {
+                std::fs::copy(certificates.join(name), tls.join(name)).expect("certificate copy");
+            }
+            let tls = tls.display();
+            std::fs::write(
+                data.join("rabbitmq.conf"),
+                format!(
+                    "listeners.tcp = none\n\
+                     listeners.ssl.default = 127.0.0.1:{port}\n\
+                     ssl_options.cacertfile = {tls}/ca.pem\n\
+                     ssl_options.certfile = {tls}/server.pem\n\
+                     ssl_options.keyfile = {tls}/server.key\n\
+                     ssl_options.verify = verify_peer\n\
+                     ssl_options.fail_if_no_peer_cert = true\n"
+                ),
+            )
+            .expect("config file");
+        }
         let status = as_root("chown")
             .args(["-R", "rabbitmq:rabbitmq"])
             .arg(&data)
@@ -93,10 +128,11 @@ impl OwnedRabbit {
             "the data folder goes to the rabbitmq user"
         );
         let rabbit = OwnedRabbit {
-            port: free_port(),
+            port,
             dist_port: free_port(),
             node: format!("{}@localhost", unique(prefix)),
             data,
+            tls: certificates.is_some(),
         };
         rabbit.up().await;
         rabbit
@@ -104,16 +140,25 @@ impl OwnedRabbit {
 
     /// The broker URL.
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        format!("{scheme}://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
     /// Starts the node on its data (again).
     pub async fn up(&self) {
         let data = self.data.display().to_string();
+        // A TLS node's listener is in its config file; a plain one's in the environment.
+        let listener = if self.tls {
+            vec![format!("RABBITMQ_CONFIG_FILE={data}/rabbitmq.conf")]
+        } else {
+            vec![
+                "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1".to_owned(),
+                format!("RABBITMQ_NODE_PORT={}", self.port),
+            ]
+        };
         let status = as_root("env")
             .arg(format!("RABBITMQ_NODENAME={}", self.node))
-            .arg("RABBITMQ_NODE_IP_ADDRESS=127.0.0.1")
-            .arg(format!("RABBITMQ_NODE_PORT={}", self.port))
+            .args(listener)
             .arg(format!("RABBITMQ_DIST_PORT={}", self.dist_port))
             .arg("ERL_EPMD_ADDRESS=127.0.0.1")
             .arg(format!("RABBITMQ_MNESIA_BASE={data}/mnesia"))

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::helpers::{
     Behavior, Receiver, TestApp, register_group, serve_ws, test_settings, webhook_secret,
 };
-use crate::owned::OwnedRedis;
+use crate::owned::{OwnedRabbit, OwnedRedis};
 use crate::peers::TestCa;
 use crate::wsclient::WsClient;
 use sprayer::Sprayer;
@@ -492,5 +492,109 @@ async fn redis_over_tls_with_a_private_ca_carries_groups_inboxes_and_live_socket
     );
     eprintln!(
         "redis tls figures: a group of {MEMBERS} delivered, an inbox and a live ws message over rediss:// ({keys} keys); another CA and a missing CA file refused at start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rabbitmq_over_mutual_tls_with_a_private_ca_carries_jobs_and_feedback() {
+    const USERS: usize = 20;
+    const WAIT: Duration = Duration::from_secs(60);
+    let ca = TestCa::new();
+    ca.client_identity("sprayer");
+    let rabbit = OwnedRabbit::start_tls(ca.dir.path()).await;
+    let url = rabbit.url();
+    assert!(url.starts_with("amqps://"), "{url}");
+    let with_tls = |settings: &mut sprayer_shared::Settings| {
+        settings.amqp.url = url.clone();
+        settings.amqp.ca_file = Some(ca.ca_file());
+        settings.amqp.cert_file = Some(ca.dir.path().join("client.pem"));
+        settings.amqp.key_file = Some(ca.dir.path().join("client.key"));
+    };
+
+    // What the broker refuses, and what Sprayer refuses before it starts.
+    let connect = async |adjust: &dyn Fn(&mut sprayer_shared::Settings)| {
+        let mut settings = test_settings();
+        with_tls(&mut settings);
+        adjust(&mut settings);
+        sprayer_shared::amqp::Brokers::for_settings(&settings.amqp)
+            .expect("the files are readable")
+            .connect(Duration::from_secs(10))
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    };
+    connect(&|_| {})
+        .await
+        .expect("the client certificate and the CA are accepted");
+    let no_client_certificate = connect(&|settings| {
+        settings.amqp.cert_file = None;
+        settings.amqp.key_file = None;
+    })
+    .await
+    .expect_err("the broker asks for a client certificate");
+    assert!(
+        no_client_certificate.starts_with("rabbitmq"),
+        "{no_client_certificate}"
+    );
+    let other = TestCa::new();
+    let untrusted = connect(&|settings| settings.amqp.ca_file = Some(other.ca_file()))
+        .await
+        .expect_err("a broker certificate of an untrusted CA is refused");
+    assert!(
+        untrusted.to_lowercase().contains("certificate"),
+        "{untrusted}"
+    );
+    let mut settings = test_settings();
+    with_tls(&mut settings);
+    settings.amqp.key_file = Some(ca.dir.path().join("missing.key"));
+    let error = Sprayer::build_roles(settings, &sprayer::Role::ALL)
+        .await
+        .err()
+        .expect("an unreadable amqp.key_file stops the start")
+        .to_string();
+    assert!(error.contains("cannot read amqp.key_file"), "{error}");
+
+    // With both: jobs, retries' topology and the status feed all go over TLS.
+    let app = TestApp::spawn_with(with_tls).await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    register_group(&app, &receiver, &secret, USERS, "tls").await;
+    let id = app
+        .send_ok(&json!({ "to": { "group": "tls" }, "content": { "body": "over amqps" } }))
+        .await;
+    let summary = app
+        .wait_for_status(&id, "http", "delivered", USERS as u64, WAIT)
+        .await;
+    assert_eq!(summary["total"], USERS, "{summary}");
+    let hits = receiver.hits();
+    assert_eq!(
+        hits.iter().filter(|hit| hit.message_id() == id).count(),
+        USERS,
+        "one webhook per member"
+    );
+    // Every connection the broker holds is TLS, with the client certificate shown.
+    let listed = rabbit
+        .ctl(&[
+            "list_connections",
+            "ssl",
+            "peer_cert_subject",
+            "--formatter",
+            "json",
+        ])
+        .await;
+    let connections: Vec<Value> = serde_json::from_str(&listed).expect("connection list JSON");
+    assert!(connections.len() >= 3, "publisher and consumers: {listed}");
+    assert!(
+        connections
+            .iter()
+            .all(|connection| connection["ssl"] == true
+                && connection["peer_cert_subject"]
+                    .as_str()
+                    .is_some_and(|subject| subject.contains("CN=sprayer"))),
+        "{listed}"
+    );
+    eprintln!(
+        "rabbitmq tls figures: a group of {USERS} delivered over amqps:// with a client certificate ({} connections); refused: without a client certificate ({no_client_certificate}), trusting another CA ({untrusted}), a missing key file ({error})",
+        connections.len()
     );
 }

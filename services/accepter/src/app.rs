@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{Publisher, Topology};
+use sprayer_shared::amqp::{Brokers, Publisher, Topology};
 use sprayer_shared::listen::{ListenError, Listener};
 use sprayer_shared::mongo::Mongo;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,9 @@ pub enum StartError {
     /// A listener could not be set up.
     #[error("{0}")]
     Listen(#[from] ListenError),
+    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
+    #[error("{0}")]
+    Amqp(#[from] sprayer_shared::amqp::AmqpError),
 }
 
 /// A built accepter, bound and ready to serve.
@@ -40,6 +43,8 @@ pub struct Accepter {
     admin: Option<(Listener, Router)>,
     /// Filled by the queue poll, which starts with the listeners.
     queues: QueueDepths,
+    /// The queue poll's brokers.
+    brokers: Brokers,
     settings: Arc<Settings>,
 }
 
@@ -53,8 +58,8 @@ impl Accepter {
             tracing::warn!(%error, "cannot create MongoDB indexes now");
         }
         let redis = sprayer_shared::redis::connect(&settings.redis).await?;
-        let publisher = Arc::new(Publisher::new(
-            &settings.amqp.url,
+        let publisher = Arc::new(Publisher::with_brokers(
+            Brokers::for_settings(&settings.amqp)?,
             Topology::new(&settings.amqp),
         ));
         if let Err(error) = publisher.check().await {
@@ -73,6 +78,7 @@ impl Accepter {
             queues: QueueDepths::default(),
         };
         let queues = state.queues.clone();
+        let brokers = state.publisher.brokers();
         let admin = match settings.admin.token {
             Some(_) => Some((
                 Listener::bind(settings.admin.listen, settings.admin.tls.as_ref()).await?,
@@ -87,6 +93,7 @@ impl Accepter {
             router,
             admin,
             queues,
+            brokers,
             settings,
         })
     }
@@ -116,7 +123,10 @@ impl Accepter {
     /// Serves until `shutdown` is cancelled, then finishes the requests in flight.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(address = %self.api.address(), tls = self.api.is_tls(), "accepter listening");
-        tokio::spawn(self.queues.run(self.settings, shutdown.clone()));
+        tokio::spawn(
+            self.queues
+                .run(self.brokers, self.settings, shutdown.clone()),
+        );
         if let Some((listener, router)) = self.admin {
             tracing::info!(address = %listener.address(), tls = listener.is_tls(), "admin API listening");
             tokio::spawn(listener.serve(router, shutdown.clone()));

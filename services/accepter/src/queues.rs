@@ -71,10 +71,10 @@ impl QueueDepths {
     }
 
     /// Polls now and then every [`POLL_EVERY`] until `shutdown`.
-    pub async fn run(self, settings: Arc<Settings>, shutdown: CancellationToken) {
+    pub async fn run(self, brokers: Brokers, settings: Arc<Settings>, shutdown: CancellationToken) {
         let queues = watched_queues(&settings);
         let mut poller = Poller {
-            brokers: Brokers::new(&settings.amqp.url),
+            brokers,
             connection: None,
             channel: None,
             absent: HashMap::new(),

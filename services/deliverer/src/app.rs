@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{Publisher, Topology};
+use sprayer_shared::amqp::{Brokers, Publisher, Topology};
 use sprayer_shared::listen::{ListenError, Listener};
 use sprayer_shared::model::NodeId;
 use tokio::task::{JoinHandle, JoinSet};
@@ -35,6 +35,9 @@ pub enum StartError {
     /// The node id is not usable.
     #[error("deliverer.node_id: {0}")]
     NodeId(#[from] sprayer_shared::model::IdError),
+    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
+    #[error("{0}")]
+    Amqp(#[from] sprayer_shared::amqp::AmqpError),
 }
 
 /// A built node, bound and ready to run.
@@ -55,8 +58,8 @@ impl Deliverer {
         let deliverer = &settings.deliverer;
         let pubsub = sprayer_shared::redis::pubsub_clients(&settings.redis)?;
         let redis = sprayer_shared::redis::connect(&settings.redis).await?;
-        let publisher = Arc::new(Publisher::new(
-            &settings.amqp.url,
+        let publisher = Arc::new(Publisher::with_brokers(
+            Brokers::for_settings(&settings.amqp)?,
             Topology::new(&settings.amqp),
         ));
         let node = match &deliverer.node_id {

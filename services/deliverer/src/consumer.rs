@@ -275,7 +275,7 @@ impl Storer {
 
 /// Consumes `jobs.ws` until `shutdown`, reconnecting whenever the broker goes away.
 pub async fn run(storer: Arc<Storer>, shutdown: CancellationToken) {
-    let brokers = Brokers::new(&storer.settings.amqp.url);
+    let brokers = storer.publisher.brokers();
     amqp::run_with_reconnect("deliverer.jobs", &shutdown, || {
         session(storer.clone(), &brokers, shutdown.clone())
     })

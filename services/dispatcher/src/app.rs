@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::{Publisher, Topology};
+use sprayer_shared::amqp::{Brokers, Publisher, Topology};
 use sprayer_shared::model::Channel;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,9 @@ pub enum StartError {
     /// The ops listener could not be set up.
     #[error("ops endpoints: {0}")]
     Listen(#[from] sprayer_shared::listen::ListenError),
+    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
+    #[error("{0}")]
+    Amqp(#[from] sprayer_shared::amqp::AmqpError),
 }
 
 /// A built dispatcher.
@@ -46,8 +49,8 @@ impl Dispatcher {
         let settings = Arc::new(settings);
         let redis = sprayer_shared::redis::connect(&settings.redis).await?;
         let mongo = sprayer_shared::mongo::Mongo::connect(&settings.mongodb).await?;
-        let publisher = Arc::new(Publisher::new(
-            &settings.amqp.url,
+        let publisher = Arc::new(Publisher::with_brokers(
+            Brokers::for_settings(&settings.amqp)?,
             Topology::new(&settings.amqp),
         ));
         let push_client = || crate::channels::push_client(&settings.push);

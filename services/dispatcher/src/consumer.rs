@@ -26,7 +26,7 @@ const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 /// Consumes until `shutdown`, reconnecting whenever the broker goes away.
 pub async fn run(dispatch: Arc<Dispatch>, shutdown: CancellationToken) {
     let name = format!("dispatcher.{}", dispatch.channel);
-    let brokers = Brokers::new(&dispatch.settings.amqp.url);
+    let brokers = dispatch.publisher.brokers();
     amqp::run_with_reconnect(&name, &shutdown, || {
         session(dispatch.clone(), &brokers, shutdown.clone())
     })

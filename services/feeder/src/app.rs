@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sprayer_shared::Settings;
-use sprayer_shared::amqp::Topology;
+use sprayer_shared::amqp::{Brokers, Topology};
 use sprayer_shared::mongo::Mongo;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,9 @@ pub enum StartError {
     /// The ops listener could not be set up.
     #[error("ops endpoints: {0}")]
     Listen(#[from] sprayer_shared::listen::ListenError),
+    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
+    #[error("{0}")]
+    Amqp(#[from] sprayer_shared::amqp::AmqpError),
 }
 
 /// A built feeder.
@@ -35,6 +38,7 @@ impl Feeder {
         Ok(Feeder {
             feed: Arc::new(Feed {
                 topology: Topology::new(&settings.amqp),
+                brokers: Brokers::for_settings(&settings.amqp)?,
                 settings: Arc::new(settings),
                 mongo,
             }),

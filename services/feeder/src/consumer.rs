@@ -26,6 +26,8 @@ pub struct Feed {
     pub mongo: Mongo,
     /// Queue names.
     pub topology: Topology,
+    /// The brokers of `amqp.url`, with the TLS files read.
+    pub brokers: Brokers,
 }
 
 #[derive(Default)]
@@ -38,7 +40,7 @@ struct Pending {
 
 /// Consumes until `shutdown`, reconnecting whenever the broker goes away.
 pub async fn run(feed: Arc<Feed>, shutdown: CancellationToken) {
-    let brokers = Brokers::new(&feed.settings.amqp.url);
+    let brokers = feed.brokers.clone();
     amqp::run_with_reconnect("feeder", &shutdown, || {
         session(feed.clone(), &brokers, shutdown.clone())
     })
