@@ -154,6 +154,11 @@ pub struct RedisSettings {
     /// `rediss://` URLs: trusted instead of the system's (a private CA, as managed Redis with
     /// in-transit encryption often has). Without it, `rediss://` checks against the system's.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate (with its chain) for `rediss://` servers that ask for one
+    /// (mutual TLS, `tls-auth-clients yes`); with `key_file`.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The PEM private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -163,6 +168,8 @@ impl Default for RedisSettings {
             cluster: false,
             group_shards: 64,
             ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
 }
@@ -173,14 +180,18 @@ impl RedisSettings {
     /// names a database other than 0 or other credentials than the first (named by its place
     /// in the list, never shown: it may hold a password).
     fn url_problems(&self) -> Vec<String> {
-        if self.ca_file.is_some()
+        let tls_files = [&self.ca_file, &self.cert_file, &self.key_file];
+        if tls_files.iter().any(|file| file.is_some())
             && !crate::redis::server_urls(self)
                 .iter()
                 .any(|url| url.starts_with("rediss://"))
         {
             return vec![
-                "redis.ca_file is set but redis.url names no rediss:// (TLS) server".to_owned(),
+                "redis.ca_file, redis.cert_file and redis.key_file are for rediss:// (TLS) servers, and redis.url names none".to_owned(),
             ];
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return vec!["redis.cert_file and redis.key_file go together".to_owned()];
         }
         if !self.cluster {
             // A comma may stand in a password: only a second URL makes a list.
@@ -974,9 +985,18 @@ mod tests {
         let error = settings.validate().expect_err("a CA for a plain URL");
         assert_eq!(
             error.problems,
-            ["redis.ca_file is set but redis.url names no rediss:// (TLS) server"]
+            [
+                "redis.ca_file, redis.cert_file and redis.key_file are for rediss:// (TLS) servers, and redis.url names none"
+            ]
         );
         settings.redis.url = "rediss://:secret@redis.internal:6380".into();
+        assert!(settings.validate().is_ok());
+        settings.redis.key_file = Some("/etc/sprayer/redis-client.key".into());
+        assert_eq!(
+            settings.validate().expect_err("a key alone").problems,
+            ["redis.cert_file and redis.key_file go together"]
+        );
+        settings.redis.cert_file = Some("/etc/sprayer/redis-client.pem".into());
         assert!(settings.validate().is_ok());
         settings.redis.cluster = true;
         settings.redis.url = "rediss://a:7000,rediss://b:7000".into();

@@ -13,7 +13,7 @@ mod cluster;
 mod slots;
 
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
+use redis::{ClientTlsConfig, Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 
 pub use cluster::ClusterManager;
 
@@ -116,25 +116,41 @@ pub fn server_urls(settings: &RedisSettings) -> Vec<&str> {
     }
 }
 
-/// The certificate authorities of `redis.ca_file`, when it is set.
+/// The certificate authorities of `redis.ca_file` and the client certificate of
+/// `redis.cert_file` with `redis.key_file`, when any is set (the files are parsed by the client
+/// as it is built).
 fn tls_certificates(settings: &RedisSettings) -> redis::RedisResult<Option<TlsCertificates>> {
-    let Some(path) = &settings.ca_file else {
-        return Ok(None);
+    let read = |setting: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|error| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                setting,
+                format!("{}: {error}", path.display()),
+            ))
+        })
     };
-    let pem = std::fs::read(path).map_err(|error| {
-        redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "cannot read redis.ca_file",
-            format!("{}: {error}", path.display()),
-        ))
-    })?;
+    let root_cert = match &settings.ca_file {
+        Some(path) => Some(read("cannot read redis.ca_file", path)?),
+        None => None,
+    };
+    let client_tls = match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read("cannot read redis.cert_file", cert)?,
+            client_key: read("cannot read redis.key_file", key)?,
+        }),
+        _ => None,
+    };
+    if root_cert.is_none() && client_tls.is_none() {
+        return Ok(None);
+    }
     Ok(Some(TlsCertificates {
-        client_tls: None,
-        root_cert: Some(pem),
+        client_tls,
+        root_cert,
     }))
 }
 
-/// A client of one server: over TLS for a `rediss://` URL, trusting `redis.ca_file` when set.
+/// A client of one server: over TLS for a `rediss://` URL, trusting `redis.ca_file` and showing
+/// the client certificate when they are set.
 fn client(url: &str, certificates: Option<&TlsCertificates>) -> redis::RedisResult<redis::Client> {
     match certificates {
         Some(certificates) if url.starts_with("rediss://") => {

@@ -297,26 +297,35 @@ pub struct OwnedRedis {
     child: Option<Child>,
     /// With TLS only: the folder of `server.pem`, `server.key` and `ca.pem`.
     tls: Option<PathBuf>,
+    /// Over TLS, whether clients must show a certificate of the CA.
+    mutual: bool,
 }
 
 impl OwnedRedis {
     /// Starts a fresh server.
     pub async fn start() -> OwnedRedis {
-        Self::start_with(None).await
+        Self::start_with(None, false).await
     }
 
     /// Starts a fresh server that speaks TLS only, with the certificate and key in
     /// `certificates` (`server.pem`, `server.key`; clients are not asked for certificates).
     pub async fn start_tls(certificates: &Path) -> OwnedRedis {
-        Self::start_with(Some(certificates.to_owned())).await
+        Self::start_with(Some(certificates.to_owned()), false).await
     }
 
-    async fn start_with(tls: Option<PathBuf>) -> OwnedRedis {
+    /// As [`OwnedRedis::start_tls`], and clients must show a certificate signed by `ca.pem`
+    /// (`--tls-auth-clients yes`).
+    pub async fn start_mutual_tls(certificates: &Path) -> OwnedRedis {
+        Self::start_with(Some(certificates.to_owned()), true).await
+    }
+
+    async fn start_with(tls: Option<PathBuf>, mutual: bool) -> OwnedRedis {
         let mut redis = OwnedRedis {
             port: free_port(),
             dir: TempDir::new("sprayer-redis"),
             child: None,
             tls,
+            mutual,
         };
         redis.up().await;
         redis
@@ -335,7 +344,7 @@ impl OwnedRedis {
         let port = self.port.to_string();
         let mut command = Command::new("redis-server");
         match &self.tls {
-            Some(certificates) => serve_tls_only(&mut command, certificates, &port),
+            Some(certificates) => serve_tls_only(&mut command, certificates, &port, self.mutual),
             None => {
                 command.args(["--bind", "127.0.0.1", "--port", &port]);
             }
@@ -373,11 +382,12 @@ impl OwnedRedis {
 }
 
 /// `redis-server` arguments: TLS only on loopback `port` (no plain port), with `server.pem`,
-/// `server.key` and `ca.pem` of `certificates`; clients are not asked for certificates.
-fn serve_tls_only(command: &mut Command, certificates: &Path, port: &str) {
+/// `server.key` and `ca.pem` of `certificates`; clients must show a certificate of that CA
+/// when `ask_clients`.
+fn serve_tls_only(command: &mut Command, certificates: &Path, port: &str, ask_clients: bool) {
     command
         .args(["--bind", "127.0.0.1", "--port", "0", "--tls-port", port])
-        .args(["--tls-auth-clients", "no"])
+        .args(["--tls-auth-clients", if ask_clients { "yes" } else { "no" }])
         .arg("--tls-cert-file")
         .arg(certificates.join("server.pem"))
         .arg("--tls-key-file")
@@ -417,7 +427,7 @@ impl OwnedClusterNode {
         let mut command = Command::new("redis-server");
         match &self.tls {
             Some(certificates) => {
-                serve_tls_only(&mut command, certificates, &port);
+                serve_tls_only(&mut command, certificates, &port, false);
                 command.args(["--tls-cluster", "yes"]);
             }
             None => {

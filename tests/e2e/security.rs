@@ -496,6 +496,68 @@ async fn redis_over_tls_with_a_private_ca_carries_groups_inboxes_and_live_socket
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_over_mutual_tls_needs_the_client_certificate_and_carries_groups_and_sockets() {
+    const MEMBERS: usize = 10;
+    const WAIT: Duration = Duration::from_secs(30);
+    let ca = TestCa::new();
+    ca.client_identity("sprayer");
+    let redis = OwnedRedis::start_mutual_tls(ca.dir.path()).await;
+    let url = redis.url();
+    let with_tls = |settings: &mut sprayer_shared::Settings| {
+        serve_ws(settings);
+        settings.redis.url = url.clone();
+        settings.redis.ca_file = Some(ca.ca_file());
+        settings.redis.cert_file = Some(ca.dir.path().join("client.pem"));
+        settings.redis.key_file = Some(ca.dir.path().join("client.key"));
+    };
+    let start = async |adjust: &dyn Fn(&mut sprayer_shared::Settings)| {
+        let mut settings = test_settings();
+        with_tls(&mut settings);
+        adjust(&mut settings);
+        Sprayer::build_roles(settings, &sprayer::Role::ALL)
+            .await
+            .err()
+            .map(|error| error.to_string())
+    };
+    // Without the client certificate the server hangs up: no start.
+    let without = start(&|settings| {
+        settings.redis.cert_file = None;
+        settings.redis.key_file = None;
+    })
+    .await
+    .expect("a server asking for a client certificate refuses one without");
+    assert!(without.contains("redis"), "{without}");
+    let missing = start(&|settings| {
+        settings.redis.cert_file = Some(ca.dir.path().join("missing.pem"));
+    })
+    .await
+    .expect("an unreadable redis.cert_file stops the start");
+    assert!(missing.contains("cannot read redis.cert_file"), "{missing}");
+
+    // With it: groups and endpoints, and the deliverer's wake-ups for a live socket.
+    let app = TestApp::spawn_with(with_tls).await;
+    let receiver = Receiver::start().await;
+    let secret = webhook_secret();
+    register_group(&app, &receiver, &secret, MEMBERS, "mutual").await;
+    let id = app
+        .send_ok(&json!({ "to": { "group": "mutual" }, "content": { "body": "mutual TLS" } }))
+        .await;
+    app.wait_for_status(&id, "http", "delivered", MEMBERS as u64, WAIT)
+        .await;
+    let token = app.ws_token("bob").await;
+    let mut socket = WsClient::open(&app.ws_url(&token)).await;
+    let live = app.send_ws("bob", "live over mutual TLS").await;
+    let received = socket.next_message(WAIT).await.expect("the live message");
+    assert_eq!(received["id"], live.as_str());
+    socket.ack(std::slice::from_ref(&live)).await;
+    app.wait_for_status(&live, "ws", "delivered", 1, WAIT).await;
+    socket.close().await;
+    eprintln!(
+        "redis mutual tls figures: a group of {MEMBERS} delivered and a live ws message with a client certificate; refused: without it ({without}), a missing cert file ({missing})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rabbitmq_over_mutual_tls_with_a_private_ca_carries_jobs_and_feedback() {
     const USERS: usize = 20;
     const WAIT: Duration = Duration::from_secs(60);
