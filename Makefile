@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_CONFIG ?= config/local.toml
 
-.PHONY: run test bench fuzz stack stack-down build lint fmt validate-deploy
+.PHONY: run test bench fuzz stack stack-down build lint fmt docs validate-deploy
 
 stack:
 	@bash scripts/stack.sh up
@@ -18,14 +18,16 @@ build:
 run: stack build
 	SPRAYER_CONFIG=$(RUN_CONFIG) ./target/release/sprayer run
 
-# Every test: the offline checks of the deployment files, each fuzz target for
-# TEST_FUZZ_SECONDS (an unoptimised build, quick to make from nothing), then the workspace's
-# tests (scripts/test.sh ends with "summary: N passed, N failed").
-TEST_FUZZ_SECONDS ?= 20
+# Every test: the style checks (fmt, clippy and rustdoc with warnings as errors), the book
+# (mdBook warnings are errors), the offline checks of the deployment files, then the
+# workspace's tests (scripts/test.sh ends with "summary: N passed, N failed"), which also check
+# the book's links and its configuration page, and replay the fuzz targets' seeds and past
+# crashes. Real fuzzing is `make fuzz`.
 test:
 	@bash scripts/stack.sh test
+	bash scripts/lint.sh
+	bash scripts/docs.sh
 	bash scripts/validate-deploy.sh
-	FUZZ_SECONDS=$(TEST_FUZZ_SECONDS) FUZZ_BUILD=dev bash scripts/fuzz.sh
 	bash scripts/test.sh
 
 # Benchmarks: the local stack, the release build and the socket.io peer's npm packages, then
@@ -45,8 +47,11 @@ fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 lint:
-	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash scripts/lint.sh
+
+# The book (docs/) into docs/book; mdBook is installed from the crate registry when missing.
+docs:
+	bash scripts/docs.sh
 
 fmt:
 	$(CARGO) fmt --all

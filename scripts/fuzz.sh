@@ -8,9 +8,11 @@
 # fuzz/corpus/<target> from the seeds in fuzz/seeds/<target>; a crashing input is kept in
 # fuzz/artifacts/<target>/ (replay it with `cargo +nightly fuzz run <target> <file>`).
 #
-# FUZZ_BUILD=dev builds the targets unoptimised: 7 minutes from nothing on 2 cores instead of 18
-# for the optimised build, for about a twentieth of the runs a second. `make test` smoke-fuzzes
-# so on every CI run (which builds from nothing); `make fuzz` fuzzes the optimised build.
+# Each new crashing input is also copied into fuzz/regressions/<target>/: commit it with the
+# fix, and `cargo test` replays it (with the seeds) through the target's body in its crate.
+#
+# FUZZ_BUILD=dev builds the targets unoptimised (7 minutes from nothing on 2 cores instead of
+# 18, for about a twentieth of the runs a second).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -84,8 +86,10 @@ for target in "${targets[@]}"; do
     if [ "$status" -ne 0 ] || [ "$crashes" -ne 0 ]; then
         failed=1
         tail -n 40 "$log"
+        mkdir -p "$root/fuzz/regressions/$target"
         for file in $new; do
-            echo "fuzz $target: crashing input kept in fuzz/artifacts/$target/$file"
+            cp "$artifacts/$file" "$root/fuzz/regressions/$target/$file"
+            echo "fuzz $target: crashing input kept in fuzz/artifacts/$target/$file and fuzz/regressions/$target/$file"
         done
         if [ "$crashes" -eq 0 ]; then
             echo "fuzz $target: exited with status $status"

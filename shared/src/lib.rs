@@ -1,12 +1,16 @@
-//! The library every Sprayer service uses.
+//! The library every Sprayer service uses. Its modules build on each other in this order, and
+//! none imports one that comes after it:
 //!
-//! - [`model`]: identifiers, channels, jobs and delivery feedback: what travels between services;
-//! - [`config`]: the settings of every service, loaded from defaults, a file and the environment;
-//! - [`amqp`]: the RabbitMQ topology, a confirming publisher and a reconnect loop for consumers;
-//! - [`redis`] and [`mongo`]: the connections and the key and document layouts;
-//! - [`expand`]: a job's target into recipients, shared by the dispatchers and the deliverer;
-//! - [`wstoken`]: the signed tokens browsers open WebSockets with;
-//! - [`telemetry`], [`ops`] and [`shutdown`]: logs, metrics, health endpoints and graceful stop.
+//! 1. [`model`]: identifiers, channels, jobs and delivery feedback: what travels between services;
+//! 2. [`config`]: the settings of every service (one module per section), loaded from defaults,
+//!    a file and the environment, and checked without reading a file or opening a connection;
+//! 3. [`tls`]: the TLS files the settings name, read and checked when a service starts;
+//! 4. [`amqp`] (topology, brokers, publisher, consumer set-up), [`redis`] and [`mongo`]: the
+//!    connections and the key and document layouts; [`listen`]: every HTTP listener;
+//!    [`telemetry`], [`shutdown`], [`netguard`] (the webhook address guard) and [`wstoken`]
+//!    (the signed tokens browsers open WebSockets with);
+//! 5. [`expand`]: a job's target into recipients, shared by the dispatchers and the deliverer;
+//!    [`ops`]: health, readiness and metrics endpoints.
 
 pub mod amqp;
 pub mod config;
@@ -19,6 +23,7 @@ pub mod ops;
 pub mod redis;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod wstoken;
 
 pub use config::Settings;

@@ -5,7 +5,6 @@
 //! a TLS handshake, heads are capped at [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] fields.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,14 +15,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::config::tls::{TlsFile, TlsFiles};
+use crate::tls::{TlsError, TlsMaterial};
 
 /// Time a client gets to send a whole request head (slow-header attacks end here).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,16 +34,6 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// TLS for one listener: a PEM certificate chain and its PEM private key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// The certificate chain, leaf first (PEM).
-    pub cert: PathBuf,
-    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-}
 
 /// Why a listener could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +47,8 @@ pub enum ListenError {
         error: std::io::Error,
     },
     /// A certificate or key file could not be read.
-    #[error("tls: cannot read {path}: {error}")]
-    TlsFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        error: rustls::pki_types::pem::Error,
-    },
+    #[error("tls: {0}")]
+    TlsFile(#[from] TlsError),
     /// The certificate and key do not make a TLS configuration.
     #[error("tls: {0}")]
     Tls(#[from] rustls::Error),
@@ -81,7 +65,7 @@ impl Listener {
     /// Binds `address` (port 0 picks one), with TLS when `tls` is given.
     pub async fn bind(
         address: SocketAddr,
-        tls: Option<&TlsSettings>,
+        tls: Option<&TlsFiles>,
     ) -> Result<Listener, ListenError> {
         let tls = tls.map(acceptor).transpose()?;
         let bind_error = |error| ListenError::Bind { address, error };
@@ -192,16 +176,14 @@ impl Connection {
     }
 }
 
-fn acceptor(settings: &TlsSettings) -> Result<TlsAcceptor, ListenError> {
-    let file_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |error| ListenError::TlsFile { path, error }
+fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ListenError> {
+    let material = TlsMaterial::load(files)?;
+    let Some(identity) = material.identity else {
+        return Err(
+            TlsError::Unpaired(files.setting(TlsFile::Cert), files.setting(TlsFile::Key)).into(),
+        );
     };
-    let certs = CertificateDer::pem_file_iter(&settings.cert)
-        .map_err(file_error(&settings.cert))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(file_error(&settings.cert))?;
-    let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(file_error(&settings.key))?;
+    let (certs, key) = (identity.certs, identity.key);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -19,6 +19,7 @@ pub use cluster::ClusterManager;
 
 use crate::config::RedisSettings;
 use crate::model::{AppId, Channel, GroupId, UserId};
+use crate::tls::{TlsError, TlsMaterial};
 
 /// How long connecting to a server may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -100,53 +101,30 @@ impl ConnectionLike for RedisConnection {
     }
 }
 
-/// The server URLs of `redis.url`: the URL as it is for one server; for a cluster, the seed
-/// nodes separated by commas (a comma inside a password is written `%2C`), blanks around each
-/// ignored.
-pub fn server_urls(settings: &RedisSettings) -> Vec<&str> {
-    if settings.cluster {
-        settings
-            .url
-            .split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .collect()
-    } else {
-        vec![settings.url.as_str()]
-    }
-}
-
 /// The certificate authorities of `redis.ca_file` and the client certificate of
-/// `redis.cert_file` with `redis.key_file`, when any is set (the files are parsed by the client
-/// as it is built).
-fn tls_certificates(settings: &RedisSettings) -> redis::RedisResult<Option<TlsCertificates>> {
-    let read = |setting: &'static str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|error| {
-            redis::RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                setting,
-                format!("{}: {error}", path.display()),
-            ))
-        })
-    };
-    let root_cert = match &settings.ca_file {
-        Some(path) => Some(read("cannot read redis.ca_file", path)?),
-        None => None,
-    };
-    let client_tls = match (&settings.cert_file, &settings.key_file) {
-        (Some(cert), Some(key)) => Some(ClientTlsConfig {
-            client_cert: read("cannot read redis.cert_file", cert)?,
-            client_key: read("cannot read redis.key_file", key)?,
-        }),
-        _ => None,
-    };
-    if root_cert.is_none() && client_tls.is_none() {
+/// `redis.cert_file` with `redis.key_file`, when any is set, read and checked (see
+/// [`TlsMaterial::load`]).
+fn tls_certificates(settings: &RedisSettings) -> Result<Option<TlsCertificates>, TlsError> {
+    let material = TlsMaterial::load(&settings.tls_files())?;
+    if material.is_empty() {
         return Ok(None);
     }
     Ok(Some(TlsCertificates {
-        client_tls,
-        root_cert,
+        client_tls: material.identity.map(|identity| ClientTlsConfig {
+            client_cert: identity.cert_pem,
+            client_key: identity.key_pem,
+        }),
+        root_cert: material.ca_pem,
     }))
+}
+
+/// A TLS file that cannot be used, as the Redis client's configuration error.
+fn tls_error(error: &TlsError) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::InvalidClientConfig,
+        "redis tls",
+        error.to_string(),
+    ))
 }
 
 /// A client of one server: over TLS for a `rediss://` URL, trusting `redis.ca_file` and showing
@@ -162,9 +140,9 @@ fn client(url: &str, certificates: Option<&TlsCertificates>) -> redis::RedisResu
 
 /// Connects to the server, or to the cluster through the first seed node that answers.
 pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<RedisConnection> {
-    let certificates = tls_certificates(settings)?;
+    let certificates = tls_certificates(settings).map_err(|error| tls_error(&error))?;
     if settings.cluster {
-        let mut builder = redis::cluster::ClusterClientBuilder::new(server_urls(settings))
+        let mut builder = redis::cluster::ClusterClientBuilder::new(settings.server_urls())
             .connection_timeout(CONNECT_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT);
         if let Some(certificates) = certificates {
@@ -186,8 +164,9 @@ pub async fn connect(settings: &RedisSettings) -> redis::RedisResult<RedisConnec
 /// Plain clients of every server in `redis.url`, for pub/sub: a Redis Cluster passes every
 /// `PUBLISH` on to all its nodes, so a subscriber may listen on any one of them.
 pub fn pubsub_clients(settings: &RedisSettings) -> redis::RedisResult<Vec<redis::Client>> {
-    let certificates = tls_certificates(settings)?;
-    server_urls(settings)
+    let certificates = tls_certificates(settings).map_err(|error| tls_error(&error))?;
+    settings
+        .server_urls()
         .into_iter()
         .map(|url| client(url, certificates.as_ref()))
         .collect()

@@ -1,20 +1,27 @@
 //! The accepter: Sprayer's REST API.
 //!
-//! [`app`] builds and runs it; [`routes`] holds one module per route group and the OpenAPI
-//! document; [`state`] the shared state and the authenticating extractors; [`extract`] the
-//! JSON extractor that reports bad input as [`problem`]+json; [`apps`] the app registry and key
-//! checks, shared with the administration CLI; [`records`] publishes message records of
-//! concurrent requests together; [`queues`] polls RabbitMQ for the depth of every queue.
+//! - [`startup`] builds and runs it: the API listener, the admin listener and the queue poll;
+//! - [`routes`] holds one module per route group and the OpenAPI documents; [`state`] the shared
+//!   state and the authenticating extractors;
+//! - [`extract`] is the JSON extractor that reports bad input as [`problem`]+json, the one
+//!   mapping from error to answer;
+//! - [`apps`] is the registry of apps (tenants) and their keys, shared with the administration
+//!   CLI; [`ratelimit`] holds each app to its request rate, over every accepter;
+//! - [`commit`] publishes what concurrent requests send together (group commit);
+//!   [`queues`] polls RabbitMQ for the depth of every queue; [`metrics`] counts requests by
+//!   route;
+//! - [`fuzzing`] is the body of the `message_json` fuzz target.
 
-pub mod app;
 pub mod apps;
 pub mod commit;
 pub mod extract;
+pub mod fuzzing;
 pub mod metrics;
 pub mod problem;
 pub mod queues;
 pub mod ratelimit;
 pub mod routes;
+pub mod startup;
 pub mod state;
 
-pub use app::Accepter;
+pub use startup::Accepter;

@@ -9,10 +9,11 @@
 //! - [`registry`] is this node's map of sockets and its `conn:` entries;
 //! - [`reporter`] publishes `sent`, `delivered` and `expired`; [`sweeper`] expires messages of
 //!   users who do not connect;
-//! - [`app`] builds and runs a node; [`hub`] is what its sockets share.
+//! - [`startup`] builds and runs a node; [`hub`] is what its sockets share;
+//! - [`fuzzing`] is the body of the `ws_frame` fuzz target.
 
-pub mod app;
 pub mod consumer;
+pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod inbox;
@@ -20,7 +21,8 @@ pub mod protocol;
 pub mod registry;
 pub mod reporter;
 pub mod socket;
+pub mod startup;
 pub mod sweeper;
 pub mod wake;
 
-pub use app::Deliverer;
+pub use startup::Deliverer;

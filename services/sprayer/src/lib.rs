@@ -19,16 +19,16 @@ use tokio_util::sync::CancellationToken;
 pub enum StartError {
     /// The accepter could not start.
     #[error("accepter: {0}")]
-    Accepter(#[from] sprayer_accepter::app::StartError),
+    Accepter(#[from] sprayer_accepter::startup::StartError),
     /// A dispatcher could not start.
     #[error("dispatcher: {0}")]
-    Dispatcher(#[from] sprayer_dispatcher::app::StartError),
+    Dispatcher(#[from] sprayer_dispatcher::startup::StartError),
     /// The feeder could not start.
     #[error("feeder: {0}")]
-    Feeder(#[from] sprayer_feeder::app::StartError),
+    Feeder(#[from] sprayer_feeder::startup::StartError),
     /// The deliverer could not start.
     #[error("deliverer: {0}")]
-    Deliverer(#[from] sprayer_deliverer::app::StartError),
+    Deliverer(#[from] sprayer_deliverer::startup::StartError),
 }
 
 /// A service this process can run.
@@ -137,42 +137,78 @@ impl Sprayer {
     }
 
     /// Runs everything until `shutdown`, then waits for every service to finish its work.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) {
-        let mut tasks = JoinSet::new();
+    /// Every service is treated alike: the first one that fails stops them all (the others
+    /// finish what they hold), and its failure, naming it, is what this returns, so that the
+    /// process exits non-zero and an orchestrator restarts it.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), ServiceFailed> {
+        let mut tasks: JoinSet<Result<(), ServiceFailed>> = JoinSet::new();
+        let failed = |service: String| {
+            move |error: &dyn std::fmt::Display| ServiceFailed {
+                service,
+                reason: error.to_string(),
+            }
+        };
         for dispatcher in self.dispatchers {
+            let name = format!("dispatcher {}", dispatcher.channel());
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                if let Err(error) = dispatcher.run_until_stopped(shutdown).await {
-                    tracing::error!(%error, "dispatcher failed");
-                }
+                dispatcher
+                    .run_until_stopped(shutdown)
+                    .await
+                    .map_err(|error| failed(name)(&error))
             });
         }
         if let Some(deliverer) = self.deliverer {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                if let Err(error) = deliverer.run_until_stopped(shutdown.clone()).await {
-                    tracing::error!(%error, "deliverer failed; stopping");
-                    shutdown.cancel();
-                }
+                deliverer
+                    .run_until_stopped(shutdown)
+                    .await
+                    .map_err(|error| failed("deliverer".to_owned())(&error))
             });
         }
         if let Some(feeder) = self.feeder {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                if let Err(error) = feeder.run_until_stopped(shutdown).await {
-                    tracing::error!(%error, "feeder failed");
-                }
+                feeder
+                    .run_until_stopped(shutdown)
+                    .await
+                    .map_err(|error| failed("feeder".to_owned())(&error))
             });
         }
         if let Some(accepter) = self.accepter {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                if let Err(error) = accepter.run_until_stopped(shutdown.clone()).await {
-                    tracing::error!(%error, "accepter failed; stopping");
-                    shutdown.cancel();
-                }
+                accepter
+                    .run_until_stopped(shutdown)
+                    .await
+                    .map_err(|error| failed("accepter".to_owned())(&error))
             });
         }
-        while tasks.join_next().await.is_some() {}
+        let mut first_failure = None;
+        while let Some(joined) = tasks.join_next().await {
+            let outcome = joined.unwrap_or_else(|error| {
+                Err(ServiceFailed {
+                    service: "a service task".to_owned(),
+                    reason: error.to_string(),
+                })
+            });
+            if let Err(failure) = outcome {
+                tracing::error!(service = %failure.service, reason = %failure.reason, "service failed; stopping every service");
+                shutdown.cancel();
+                first_failure.get_or_insert(failure);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
     }
+}
+
+/// A service of the process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[error("{service} failed: {reason}")]
+pub struct ServiceFailed {
+    /// The service (`accepter`, `dispatcher sms`, `deliverer`, `feeder`).
+    pub service: String,
+    /// Why.
+    pub reason: String,
 }

@@ -116,12 +116,15 @@ async fn run(settings: Settings, only: Vec<sprayer::Role>) -> anyhow::Result<()>
         println!("WebSocket deliverer on {url}/v1/ws (demo page at {page}/demo)");
     }
     println!("Sprayer running: {roles:?}");
-    sprayer.run_until_stopped(shutdown).await;
+    sprayer
+        .run_until_stopped(shutdown)
+        .await
+        .context("sprayer stopped")?;
     Ok(())
 }
 
 async fn admin(settings: Settings, command: Admin) -> anyhow::Result<()> {
-    let apps = sprayer_accepter::app::apps(&settings)
+    let apps = sprayer_accepter::startup::apps(&settings)
         .await
         .context("connecting to MongoDB")?;
     let output = match command {

@@ -112,14 +112,14 @@ pub fn admin() -> Router<AppState> {
         )
 }
 
-/// The app API's OpenAPI document, completed (see [`complete`]).
+/// The app API's OpenAPI document, completed (see `complete`).
 pub fn api_document() -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     complete(&mut document, true);
     document
 }
 
-/// The admin API's OpenAPI document, completed (see [`complete`]).
+/// The admin API's OpenAPI document, completed (see `complete`).
 pub fn admin_document() -> Value {
     let mut document = serde_json::to_value(AdminDoc::openapi()).unwrap_or_default();
     complete(&mut document, false);

@@ -9,6 +9,7 @@ use sprayer_shared::Settings;
 use sprayer_shared::amqp::{Brokers, Publisher, Topology};
 use sprayer_shared::listen::{ListenError, Listener};
 use sprayer_shared::model::NodeId;
+use sprayer_shared::ops::Readiness;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -78,7 +79,15 @@ impl Deliverer {
             settings.dispatcher.status_batch,
             reporter_stop.clone(),
         );
-        let listener = Listener::bind(deliverer.listen, deliverer.tls.as_ref()).await?;
+        let listener = Listener::bind(
+            deliverer.listen,
+            deliverer
+                .tls
+                .as_ref()
+                .map(|tls| tls.files("deliverer.tls"))
+                .as_ref(),
+        )
+        .await?;
         let storer = Arc::new(Storer {
             settings: settings.clone(),
             redis: redis.clone(),
@@ -145,9 +154,8 @@ impl Deliverer {
             hub.settings.deliverer.sweep_interval,
             shutdown.clone(),
         ));
-        let router = crate::http::router(hub.clone()).merge(sprayer_shared::ops::router(
-            readiness(hub.clone(), self.publisher),
-        ));
+        let router = crate::http::router(hub.clone())
+            .merge(sprayer_shared::ops::router(readiness(&hub, self.publisher)));
         let server = tokio::spawn(self.listener.serve(router, shutdown.clone()));
         shutdown.cancelled().await;
         hub.draining.cancel();
@@ -188,21 +196,10 @@ pub fn due_key(settings: &Settings) -> String {
     format!("{}inbox-due", settings.amqp.prefix)
 }
 
-fn readiness(hub: Arc<Hub>, publisher: Arc<Publisher>) -> sprayer_shared::ops::ReadinessCheck {
-    Arc::new(move || {
-        let hub = hub.clone();
-        let publisher = publisher.clone();
-        Box::pin(async move {
-            if hub.draining.is_cancelled() {
-                return Err("stopping".to_owned());
-            }
-            publisher.check().await.map_err(|error| error.to_string())?;
-            let mut redis = hub.redis.clone();
-            redis::cmd("PING")
-                .query_async::<String>(&mut redis)
-                .await
-                .map(|_| ())
-                .map_err(|error| format!("redis: {error}"))
-        })
-    })
+fn readiness(hub: &Hub, publisher: Arc<Publisher>) -> sprayer_shared::ops::ReadinessCheck {
+    Readiness::new()
+        .until(hub.draining.clone())
+        .rabbitmq(publisher)
+        .redis(hub.redis.clone())
+        .build()
 }

@@ -9,6 +9,7 @@ use sprayer_shared::Settings;
 use sprayer_shared::amqp::{Brokers, Publisher, Topology};
 use sprayer_shared::listen::{ListenError, Listener};
 use sprayer_shared::mongo::Mongo;
+use sprayer_shared::ops::Readiness;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
@@ -81,13 +82,31 @@ impl Accepter {
         let brokers = state.publisher.brokers();
         let admin = match settings.admin.token {
             Some(_) => Some((
-                Listener::bind(settings.admin.listen, settings.admin.tls.as_ref()).await?,
+                Listener::bind(
+                    settings.admin.listen,
+                    settings
+                        .admin
+                        .tls
+                        .as_ref()
+                        .map(|tls| tls.files("admin.tls"))
+                        .as_ref(),
+                )
+                .await?,
                 admin_router(state.clone()),
             )),
             None => None,
         };
         let router = router(state);
-        let api = Listener::bind(settings.accepter.listen, settings.accepter.tls.as_ref()).await?;
+        let api = Listener::bind(
+            settings.accepter.listen,
+            settings
+                .accepter
+                .tls
+                .as_ref()
+                .map(|tls| tls.files("accepter.tls"))
+                .as_ref(),
+        )
+        .await?;
         Ok(Accepter {
             api,
             router,
@@ -143,11 +162,11 @@ fn admin_router(state: AppState) -> Router {
 
 /// The app API and the operations endpoints.
 fn router(state: AppState) -> Router {
-    let readiness_state = state.clone();
-    let ready: sprayer_shared::ops::ReadinessCheck = Arc::new(move || {
-        let state = readiness_state.clone();
-        Box::pin(async move { readiness(&state).await })
-    });
+    let ready = Readiness::new()
+        .rabbitmq(state.publisher.clone())
+        .redis(state.redis.clone())
+        .mongodb(state.mongo.clone())
+        .build();
     with_layers(routes::api(), state).merge(sprayer_shared::ops::router(ready))
 }
 
@@ -161,25 +180,6 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(TraceLayer::new_for_http())
-}
-
-async fn readiness(state: &AppState) -> Result<(), String> {
-    let mut missing = Vec::new();
-    if let Err(error) = state.publisher.check().await {
-        missing.push(format!("rabbitmq: {error}"));
-    }
-    let mut redis = state.redis.clone();
-    if let Err(error) = redis::cmd("PING").query_async::<String>(&mut redis).await {
-        missing.push(format!("redis: {error}"));
-    }
-    if let Err(error) = state.mongo.ping().await {
-        missing.push(format!("mongodb: {error}"));
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(missing.join("; "))
-    }
 }
 
 /// The app registry over the configured MongoDB, for the administration CLI.

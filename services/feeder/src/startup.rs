@@ -48,19 +48,18 @@ impl Feeder {
     /// Feeds until `shutdown`; serves the ops endpoints when `feeder.ops_listen` is set.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
         if let Some(listen) = self.feed.settings.feeder.ops_listen {
-            let mongo = self.feed.mongo.clone();
-            let ready: sprayer_shared::ops::ReadinessCheck = Arc::new(move || {
-                let mongo = mongo.clone();
-                Box::pin(async move {
-                    mongo
-                        .ping()
-                        .await
-                        .map_err(|error| format!("mongodb: {error}"))
-                })
-            });
+            let ready = sprayer_shared::ops::Readiness::new()
+                .mongodb(self.feed.mongo.clone())
+                .build();
             sprayer_shared::ops::serve_ops(
                 listen,
-                self.feed.settings.feeder.ops_tls.as_ref(),
+                self.feed
+                    .settings
+                    .feeder
+                    .ops_tls
+                    .as_ref()
+                    .map(|tls| tls.files("feeder.ops_tls"))
+                    .as_ref(),
                 ready,
                 shutdown.clone(),
             )

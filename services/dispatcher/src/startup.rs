@@ -87,29 +87,27 @@ impl Dispatcher {
         })
     }
 
+    /// The channel this dispatcher sends on.
+    pub fn channel(&self) -> Channel {
+        self.dispatch.channel
+    }
+
     /// Consumes jobs until `shutdown`; serves the ops endpoints when `dispatcher.ops_listen` is set.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), StartError> {
         if let Some(listen) = self.dispatch.settings.dispatcher.ops_listen {
-            let dispatch = self.dispatch.clone();
-            let ready: sprayer_shared::ops::ReadinessCheck = Arc::new(move || {
-                let dispatch = dispatch.clone();
-                Box::pin(async move {
-                    dispatch
-                        .publisher
-                        .check()
-                        .await
-                        .map_err(|error| error.to_string())?;
-                    let mut redis = dispatch.redis.clone();
-                    redis::cmd("PING")
-                        .query_async::<String>(&mut redis)
-                        .await
-                        .map(|_| ())
-                        .map_err(|error| format!("redis: {error}"))
-                })
-            });
+            let ready = sprayer_shared::ops::Readiness::new()
+                .rabbitmq(self.dispatch.publisher.clone())
+                .redis(self.dispatch.redis.clone())
+                .build();
             sprayer_shared::ops::serve_ops(
                 listen,
-                self.dispatch.settings.dispatcher.ops_tls.as_ref(),
+                self.dispatch
+                    .settings
+                    .dispatcher
+                    .ops_tls
+                    .as_ref()
+                    .map(|tls| tls.files("dispatcher.ops_tls"))
+                    .as_ref(),
                 ready,
                 shutdown.clone(),
             )
