@@ -41,11 +41,7 @@ impl Hub {
             messages: Vec::new(),
             deliveries: events,
         };
-        let message = self
-            .publisher
-            .topology()
-            .status_message(&batch)
-            .map_err(|error| AmqpError::Unavailable(error.to_string()))?;
+        let message = self.publisher.topology().status_message(&batch)?;
         self.publisher.publish(message).await
     }
 }

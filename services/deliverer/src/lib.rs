@@ -2,8 +2,9 @@
 //! keeps every user's WebSocket messages in a durable inbox in Redis until a browser of the
 //! user acknowledges them.
 //!
-//! - [`consumer`] takes `jobs.ws`, stores each message in its recipients' [`inbox`]es and
-//!   publishes [`wake`]-ups to the nodes that hold their sockets (found in `conn:`);
+//! - [`consumer`] takes `jobs.ws`; its [`storer`] stores each message in its recipients'
+//!   [`inbox`]es and publishes [`wake`]-ups to the nodes that hold their sockets (found in
+//!   `conn:`);
 //! - [`http`] upgrades `GET /v1/ws`, and [`socket`] runs each socket: the backlog, live
 //!   messages, acks, heartbeats and close codes, by the frame [`protocol`];
 //! - [`registry`] is this node's map of sockets and its `conn:` entries;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod reporter;
 pub mod socket;
 pub mod startup;
+pub mod storer;
 pub mod sweeper;
 pub mod wake;
 

@@ -14,10 +14,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::consumer::Storer;
 use crate::hub::Hub;
 use crate::registry::Registry;
 use crate::reporter::Reporter;
+use crate::storer::Storer;
 
 /// How long sockets get to close after they were told to reconnect elsewhere.
 const SOCKET_GRACE: Duration = Duration::from_secs(10);

@@ -7,13 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::ShortString;
-use sprayer_shared::amqp::{self, AmqpError, Brokers, Consuming};
+use sprayer_shared::amqp::{JobConsumer, OnConnectionLost};
 use sprayer_shared::model::decode_jobs;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::Dispatch;
@@ -23,69 +21,25 @@ const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// Pause before a job whose stores failed goes back to the queue.
 const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
-/// Consumes until `shutdown`, reconnecting whenever the broker goes away.
+/// Consumes until `shutdown`, reconnecting whenever the broker goes away; each broker
+/// message runs in a task of its own.
 pub async fn run(dispatch: Arc<Dispatch>, shutdown: CancellationToken) {
     let name = format!("dispatcher.{}", dispatch.channel);
     let brokers = dispatch.publisher.brokers();
-    amqp::run_with_reconnect(&name, &shutdown, || {
-        session(dispatch.clone(), &brokers, shutdown.clone())
-    })
-    .await;
-    tracing::info!(channel = %dispatch.channel, "dispatcher stopped");
-}
-
-async fn session(
-    dispatch: Arc<Dispatch>,
-    brokers: &Brokers,
-    shutdown: CancellationToken,
-) -> Result<(), AmqpError> {
-    let topology = dispatch.publisher.topology();
-    let prefetch = dispatch.settings.amqp.prefetch;
-    let Consuming {
-        connection,
-        channel,
-        mut consumer,
-    } = brokers
-        .consume_jobs(topology, dispatch.channel, prefetch)
-        .await?;
-    let mut tasks = JoinSet::new();
-    let ended = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            next = consumer.next() => match next {
-                None => break Ok(()),
-                Some(Err(error)) => break Err(AmqpError::from(error)),
-                Some(Ok(delivery)) => {
-                    tasks.spawn(handle(dispatch.clone(), delivery, shutdown.clone()));
-                }
-            },
-        }
+    let consumer = JobConsumer {
+        name: &name,
+        brokers: &brokers,
+        topology: dispatch.publisher.topology(),
+        channel: dispatch.channel,
+        prefetch: dispatch.settings.amqp.prefetch,
+        grace: DRAIN_GRACE,
+        on_lost: OnConnectionLost::Abort,
     };
-    if shutdown.is_cancelled() {
-        let _ = channel
-            .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-            .await;
-    } else if !channel.status().connected() {
-        // The jobs in hand can no longer be acked: the broker gives them out again in full.
-        // Stopping them now keeps what is sent twice to what they had already sent.
-        tracing::warn!(
-            jobs = tasks.len(),
-            "rabbitmq connection lost; the jobs in hand return to the queue"
-        );
-        tasks.abort_all();
-    }
-    if tokio::time::timeout(DRAIN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("jobs still running after the grace period; they return to the queue");
-        tasks.abort_all();
-    }
-    amqp::close(&connection).await;
-    ended
+    consumer
+        .run(&shutdown, |delivery| {
+            std::future::ready(Some(handle(dispatch.clone(), delivery, shutdown.clone())))
+        })
+        .await;
 }
 
 async fn handle(dispatch: Arc<Dispatch>, delivery: Delivery, shutdown: CancellationToken) {

@@ -99,3 +99,47 @@ fn a_settings_file_named_by_sprayer_config_is_read() {
     assert!(!stderr.contains("config is not a section"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A service that fails while running stops the whole process, which exits non-zero with a
+/// line naming the service (here the `http` dispatcher, whose ops port is taken), so that an
+/// orchestrator restarts it; it does not go on without it.
+#[test]
+fn a_service_that_fails_stops_the_process_with_a_non_zero_exit_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("its address").port();
+    let namespace = format!("cli_fail_{:x}", std::process::id());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sprayer"));
+    command
+        .args(["run", "--only", "dispatchers"])
+        .env_remove("SPRAYER_CONFIG")
+        .env("SPRAYER_DISPATCHER_OPS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("SPRAYER_AMQP_PREFIX", format!("{namespace}."))
+        .env("SPRAYER_AMQP_QUEUE_EXPIRES", "60s")
+        .env("SPRAYER_MONGODB_DATABASE", &namespace)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Ok(url) = std::env::var("SPRAYER_MONGODB_URL") {
+        command.env("SPRAYER_MONGODB_URL", url);
+    }
+    let mut child = command.spawn().expect("the sprayer binary runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("sprayer run went on for 60 s with a failed dispatcher");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    drop(taken);
+    assert!(!status.success(), "exit {status}: {stderr}");
+    assert!(
+        stderr.contains("dispatcher http failed"),
+        "the failed service is not named: {stderr}"
+    );
+}

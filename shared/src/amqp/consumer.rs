@@ -1,12 +1,18 @@
 //! Consumer set-up on a broker connection ([`Brokers::consume_jobs`],
-//! [`Brokers::consume_status`]) and the reconnect loop every consumer session runs in.
+//! [`Brokers::consume_status`]), the reconnect loop every consumer session runs in, and
+//! [`JobConsumer`]: the one session of a job consumer, shared by the dispatchers and the
+//! deliverer (connect, consume, hand each delivery over, stop taking work on shutdown, drain
+//! what is in hand under a grace timeout, close).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use lapin::Connection;
-use lapin::options::BasicQosOptions;
+use lapin::message::Delivery;
+use lapin::options::{BasicCancelOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{AmqpError, Brokers, Topology, within_setup_time};
@@ -121,3 +127,112 @@ where
 /// within seconds of a broker (or another cluster node) being usable again; an attempt costs
 /// the broker one connection.
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What a job consumer does with the work in hand when its connection is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConnectionLost {
+    /// Stops it: its jobs can no longer be acked and the broker gives them out again in full,
+    /// so stopping keeps what is done twice to what was done already.
+    Abort,
+    /// Lets it finish within the grace time (its acks fail; the broker gives the jobs out
+    /// again, and handling them again is safe).
+    Finish,
+}
+
+/// A consumer of one channel's jobs (`jobs.<channel>`, manual ack, bounded prefetch).
+#[derive(Debug, Clone, Copy)]
+pub struct JobConsumer<'a> {
+    /// Its name in logs (`dispatcher.http`, `deliverer.jobs`).
+    pub name: &'a str,
+    /// Where it connects.
+    pub brokers: &'a Brokers,
+    /// The queues it declares and consumes.
+    pub topology: &'a Topology,
+    /// The channel whose jobs it takes.
+    pub channel: Channel,
+    /// Unacknowledged broker messages held at once.
+    pub prefetch: u16,
+    /// How long the work in hand may take to finish when a session ends.
+    pub grace: Duration,
+    /// What happens to the work in hand when the connection is lost.
+    pub on_lost: OnConnectionLost,
+}
+
+impl JobConsumer<'_> {
+    /// Consumes until `shutdown`, reconnecting whenever the broker goes away. Each delivery
+    /// goes through `take`, awaited one after the other (what must happen in queue order); the
+    /// work it returns, if any, runs beside the next deliveries and settles the delivery
+    /// (ack, nack or reject) itself.
+    pub async fn run<Take, Taken, Work>(&self, shutdown: &CancellationToken, take: Take)
+    where
+        Take: Fn(Delivery) -> Taken,
+        Taken: Future<Output = Option<Work>>,
+        Work: Future<Output = ()> + Send + 'static,
+    {
+        run_with_reconnect(self.name, shutdown, || self.session(shutdown, &take)).await;
+        tracing::info!(consumer = self.name, "consumer stopped");
+    }
+
+    /// One connection's worth of consuming.
+    async fn session<Take, Taken, Work>(
+        &self,
+        shutdown: &CancellationToken,
+        take: &Take,
+    ) -> Result<(), AmqpError>
+    where
+        Take: Fn(Delivery) -> Taken,
+        Taken: Future<Output = Option<Work>>,
+        Work: Future<Output = ()> + Send + 'static,
+    {
+        let Consuming {
+            connection,
+            channel,
+            mut consumer,
+        } = self
+            .brokers
+            .consume_jobs(self.topology, self.channel, self.prefetch)
+            .await?;
+        let mut work = JoinSet::new();
+        let ended = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(_) = work.join_next(), if !work.is_empty() => {}
+                next = consumer.next() => match next {
+                    None => break Ok(()),
+                    Some(Err(error)) => break Err(AmqpError::from(error)),
+                    Some(Ok(delivery)) => {
+                        if let Some(rest) = take(delivery).await {
+                            work.spawn(rest);
+                        }
+                    }
+                },
+            }
+        };
+        if shutdown.is_cancelled() {
+            let _ = channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await;
+        } else if self.on_lost == OnConnectionLost::Abort && !channel.status().connected() {
+            tracing::warn!(
+                consumer = self.name,
+                jobs = work.len(),
+                "rabbitmq connection lost; the jobs in hand return to the queue"
+            );
+            work.abort_all();
+        }
+        if tokio::time::timeout(self.grace, async {
+            while work.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!(
+                consumer = self.name,
+                "work still running after the grace period; its jobs return to the queue"
+            );
+            work.abort_all();
+        }
+        super::close(&connection).await;
+        ended
+    }
+}

@@ -22,7 +22,9 @@ pub mod publisher;
 pub mod topology;
 
 pub use brokers::{Brokers, broker_address, connect};
-pub use consumer::{Consuming, RECONNECT_BACKOFF_MAX, run_with_reconnect};
+pub use consumer::{
+    Consuming, JobConsumer, OnConnectionLost, RECONNECT_BACKOFF_MAX, run_with_reconnect,
+};
 pub use envelope::{JOB_BATCH_KIND, Outgoing, STATUS_ROUTING_KEY};
 pub use publisher::Publisher;
 pub use topology::Topology;
