@@ -13,9 +13,9 @@ use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
 
 use crate::channels::Sender;
-use crate::limits::AppLimits;
 use crate::outcome::{Outcome, Report};
-use crate::providers::ProviderCache;
+use crate::provider_cache::ProviderCache;
+use crate::throttle::AppThrottle;
 use sprayer_shared::expand::{Expansion, Recipient, expand};
 
 /// Why a job could not be finished; it goes back to its queue.
@@ -50,9 +50,9 @@ pub struct Dispatch {
     /// Sends in flight across all jobs.
     pub permits: Arc<Semaphore>,
     /// The apps' provider settings.
-    pub providers: Arc<ProviderCache>,
+    pub provider_cache: Arc<ProviderCache>,
     /// Per-app concurrency and pace.
-    pub app_limits: AppLimits,
+    pub app_throttle: AppThrottle,
 }
 
 impl Dispatch {
@@ -96,7 +96,7 @@ impl Dispatch {
             Expansion::Recipients(recipients) => recipients,
         };
         let providers = if self.sender.needs_providers() && !recipients.is_empty() {
-            self.providers.get(&job.app).await?
+            self.provider_cache.get(&job.app).await?
         } else {
             Arc::default()
         };
@@ -138,7 +138,7 @@ impl Dispatch {
         let Ok(_permit) = self.permits.acquire().await else {
             return stopping();
         };
-        let Some(_app_permit) = self.app_limits.acquire(&job.app).await else {
+        let Some(_app_permit) = self.app_throttle.acquire(&job.app).await else {
             return stopping();
         };
         // Checked after the waits: a send never starts past the message's TTL.

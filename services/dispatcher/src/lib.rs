@@ -1,14 +1,24 @@
-//! A channel dispatcher: consumes `jobs.<channel>`, expands each job into recipients
-//! ([`sprayer_shared::expand`]), sends through the channel's protocol ([`channels`]), and turns what happened
-//! into status events, retries and dead letters ([`outcome`], [`dispatch`]). [`consumer`] is
-//! the broker loop and [`app`] builds and runs it all.
+//! A channel dispatcher: one process per channel consumes `jobs.<channel>`, expands each job
+//! into recipients ([`sprayer_shared::expand`]), sends to each through the channel's protocol
+//! and turns what happened into status events, retries and dead letters.
+//!
+//! - [`app`] builds a dispatcher for one channel and runs it (with the optional ops endpoints);
+//! - [`consumer`] is the broker loop: takes jobs, acks, requeues, drains on shutdown;
+//! - [`dispatch`] runs the jobs of one broker message: expansion, sends within the limits,
+//!   then the retries, dead letters and status events published together;
+//! - [`channels`] holds one module per channel protocol behind the one
+//!   [`Sender`](channels::Sender) trait;
+//! - [`outcome`] is what one attempt came to and how outcomes become a job's report;
+//! - [`provider_cache`] keeps the apps' provider settings (credentials, relays) read from
+//!   MongoDB for a short while;
+//! - [`throttle`] is the per-app concurrency and pace toward the provider.
 
 pub mod app;
 pub mod channels;
 pub mod consumer;
 pub mod dispatch;
-pub mod limits;
 pub mod outcome;
-pub mod providers;
+pub mod provider_cache;
+pub mod throttle;
 
 pub use app::Dispatcher;

@@ -4,8 +4,8 @@
 pub mod apns;
 pub mod email;
 pub mod fcm;
-pub mod http;
 pub mod sms;
+pub mod webhook;
 pub mod webpush;
 
 use std::time::Duration;
