@@ -58,8 +58,9 @@ pub struct Dispatch {
 impl Dispatch {
     /// Handles the jobs of one broker message (one, or a batch the accepter gathered): each is
     /// expanded and sent on its own, and what they publish afterwards goes out together.
-    /// Returns the jobs that could not be finished, with why; they go back to the queue.
-    pub async fn run_all<'a>(&self, jobs: &'a [Job]) -> Vec<(&'a Job, String)> {
+    /// Returns the jobs that could not be finished, with why (one failure to publish is shared
+    /// by every job it held up); they go back to the queue.
+    pub async fn run_all<'a>(&self, jobs: &'a [Job]) -> Vec<(&'a Job, Arc<DispatchError>)> {
         let sent = futures::future::join_all(jobs.iter().map(|job| self.send(job))).await;
         let mut failed = Vec::new();
         let mut reports = Vec::with_capacity(jobs.len());
@@ -67,12 +68,12 @@ impl Dispatch {
             match sent {
                 Ok(Some(report)) => reports.push((job, report)),
                 Ok(None) => {}
-                Err(error) => failed.push((job, error.to_string())),
+                Err(error) => failed.push((job, Arc::new(error))),
             }
         }
         let reported: Vec<&Job> = reports.iter().map(|(job, _)| *job).collect();
         if let Err(error) = self.finish(reports).await {
-            let error = error.to_string();
+            let error = Arc::new(error);
             failed.extend(reported.into_iter().map(|job| (job, error.clone())));
         }
         failed

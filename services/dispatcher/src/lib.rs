@@ -7,7 +7,9 @@
 //! - [`dispatch`] runs the jobs of one broker message: expansion, sends within the limits,
 //!   then the retries, dead letters and status events published together;
 //! - [`channels`] holds one module per channel protocol behind the one
-//!   [`Sender`](channels::Sender) trait;
+//!   [`Sender`](channels::Sender) trait; the provider channels implement
+//!   [`ProviderChannel`](channels::ProviderChannel), which looks up the app's provider settings
+//!   and parses the address once for all of them;
 //! - [`outcome`] is what one attempt came to and how outcomes become a job's report;
 //! - [`provider_cache`] keeps the apps' provider settings (credentials, relays) read from
 //!   MongoDB for a short while;

@@ -176,6 +176,9 @@ impl Webhooks {
     }
 }
 
+/// A plain [`Sender`], not a [`ProviderChannel`](super::ProviderChannel): a webhook has no
+/// provider the app sets up (the endpoint itself carries the URL and the signing secret), so
+/// there are no settings to look up, and asking for them would cost every job a cache read.
 impl Sender for Webhooks {
     fn send<'a>(
         &'a self,
