@@ -58,23 +58,43 @@ pub enum ClientFrame {
     Ping,
 }
 
+/// Why a client frame was refused; the text is the `detail` of the `error` frame sent back.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// `type` names no frame a client sends.
+    #[error("unknown type: expected auth, ack or ping")]
+    UnknownType,
+    /// Not JSON, or not the fields its `type` has (serde's own words say which).
+    #[error(transparent)]
+    Malformed(serde_json::Error),
+    /// An `ack` with more ids than [`MAX_ACK_IDS`].
+    #[error("at most {MAX_ACK_IDS} ids per ack")]
+    TooManyIds,
+}
+
 impl ClientFrame {
-    /// Reads a text frame, with a short reason when it is refused.
-    pub fn parse(text: &str) -> Result<ClientFrame, String> {
+    /// Reads a text frame, or says why it is refused.
+    pub fn read(text: &str) -> Result<ClientFrame, FrameError> {
         let frame: ClientFrame = serde_json::from_str(text).map_err(|error| {
-            let reason = error.to_string();
-            if reason.contains("unknown variant") {
-                "unknown type: expected auth, ack or ping".to_owned()
+            // serde names the variants it knows in its own words; the client is told ours.
+            if error.to_string().contains("unknown variant") {
+                FrameError::UnknownType
             } else {
-                reason
+                FrameError::Malformed(error)
             }
         })?;
         if let ClientFrame::Ack { ids } = &frame
             && ids.len() > MAX_ACK_IDS
         {
-            return Err(format!("at most {MAX_ACK_IDS} ids per ack"));
+            return Err(FrameError::TooManyIds);
         }
         Ok(frame)
+    }
+
+    /// [`ClientFrame::read`] with the refusal as the text of the `error` frame's `detail`, the
+    /// form `socket.rs` takes it in.
+    pub fn parse(text: &str) -> Result<ClientFrame, String> {
+        Self::read(text).map_err(|refused| refused.to_string())
     }
 }
 
@@ -113,23 +133,35 @@ mod tests {
 
     #[test]
     fn client_frames_parse_and_bad_ones_say_why() {
-        assert_eq!(
-            ClientFrame::parse(r#"{"type":"ack","ids":["a","b"]}"#),
-            Ok(ClientFrame::Ack {
-                ids: vec!["a".into(), "b".into()]
-            })
-        );
-        assert_eq!(
-            ClientFrame::parse(r#"{"type":"ping"}"#),
+        assert!(matches!(
+            ClientFrame::read(r#"{"type":"ack","ids":["a","b"]}"#),
+            Ok(ClientFrame::Ack { ids }) if ids == ["a", "b"]
+        ));
+        assert!(matches!(
+            ClientFrame::read(r#"{"type":"ping"}"#),
             Ok(ClientFrame::Ping)
-        );
-        assert!(
-            ClientFrame::parse(r#"{"type":"shout"}"#)
-                .is_err_and(|reason| reason.contains("unknown type"))
-        );
-        assert!(ClientFrame::parse("not json").is_err());
+        ));
+        assert!(matches!(
+            ClientFrame::read(r#"{"type":"shout"}"#),
+            Err(FrameError::UnknownType)
+        ));
+        assert!(matches!(
+            ClientFrame::read("not json"),
+            Err(FrameError::Malformed(_))
+        ));
         let many = serde_json::json!({"type": "ack", "ids": vec!["x"; 1001]}).to_string();
-        assert!(ClientFrame::parse(&many).is_err_and(|reason| reason.contains("at most")));
+        assert!(matches!(
+            ClientFrame::read(&many),
+            Err(FrameError::TooManyIds)
+        ));
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"shout"}"#),
+            Err("unknown type: expected auth, ack or ping".to_owned())
+        );
+        assert_eq!(
+            ClientFrame::parse(&many),
+            Err("at most 1000 ids per ack".to_owned())
+        );
     }
 
     #[test]

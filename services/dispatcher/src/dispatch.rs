@@ -13,9 +13,9 @@ use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
 
 use crate::channels::Sender;
-use crate::limits::AppLimits;
 use crate::outcome::{Outcome, Report};
-use crate::providers::ProviderCache;
+use crate::provider_cache::ProviderCache;
+use crate::throttle::AppThrottle;
 use sprayer_shared::expand::{Expansion, Recipient, expand};
 
 /// Why a job could not be finished; it goes back to its queue.
@@ -50,16 +50,17 @@ pub struct Dispatch {
     /// Sends in flight across all jobs.
     pub permits: Arc<Semaphore>,
     /// The apps' provider settings.
-    pub providers: Arc<ProviderCache>,
+    pub provider_cache: Arc<ProviderCache>,
     /// Per-app concurrency and pace.
-    pub app_limits: AppLimits,
+    pub app_throttle: AppThrottle,
 }
 
 impl Dispatch {
     /// Handles the jobs of one broker message (one, or a batch the accepter gathered): each is
     /// expanded and sent on its own, and what they publish afterwards goes out together.
-    /// Returns the jobs that could not be finished, with why; they go back to the queue.
-    pub async fn run_all<'a>(&self, jobs: &'a [Job]) -> Vec<(&'a Job, String)> {
+    /// Returns the jobs that could not be finished, with why (one failure to publish is shared
+    /// by every job it held up); they go back to the queue.
+    pub async fn run_all<'a>(&self, jobs: &'a [Job]) -> Vec<(&'a Job, Arc<DispatchError>)> {
         let sent = futures::future::join_all(jobs.iter().map(|job| self.send(job))).await;
         let mut failed = Vec::new();
         let mut reports = Vec::with_capacity(jobs.len());
@@ -67,12 +68,12 @@ impl Dispatch {
             match sent {
                 Ok(Some(report)) => reports.push((job, report)),
                 Ok(None) => {}
-                Err(error) => failed.push((job, error.to_string())),
+                Err(error) => failed.push((job, Arc::new(error))),
             }
         }
         let reported: Vec<&Job> = reports.iter().map(|(job, _)| *job).collect();
         if let Err(error) = self.finish(reports).await {
-            let error = error.to_string();
+            let error = Arc::new(error);
             failed.extend(reported.into_iter().map(|job| (job, error.clone())));
         }
         failed
@@ -96,7 +97,7 @@ impl Dispatch {
             Expansion::Recipients(recipients) => recipients,
         };
         let providers = if self.sender.needs_providers() && !recipients.is_empty() {
-            self.providers.get(&job.app).await?
+            self.provider_cache.get(&job.app).await?
         } else {
             Arc::default()
         };
@@ -138,7 +139,7 @@ impl Dispatch {
         let Ok(_permit) = self.permits.acquire().await else {
             return stopping();
         };
-        let Some(_app_permit) = self.app_limits.acquire(&job.app).await else {
+        let Some(_app_permit) = self.app_throttle.acquire(&job.app).await else {
             return stopping();
         };
         // Checked after the waits: a send never starts past the message's TTL.

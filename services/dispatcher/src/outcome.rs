@@ -36,6 +36,15 @@ pub enum Outcome {
     Expired,
 }
 
+impl Outcome {
+    /// A permanent failure, reported with `error`'s text.
+    pub fn failed(error: &impl std::fmt::Display) -> Outcome {
+        Outcome::Failed {
+            error: error.to_string(),
+        }
+    }
+}
+
 /// Everything one job's attempts lead to.
 #[derive(Debug, Default)]
 pub struct Report {

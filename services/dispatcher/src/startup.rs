@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::Sender;
-use crate::channels::http::{ClientError, Webhooks};
+use crate::channels::webhook::{WebhookClientError, Webhooks};
 use crate::dispatch::Dispatch;
 
 /// Why a dispatcher could not start.
@@ -23,7 +23,7 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     /// The channel's client could not be set up.
     #[error("{0}")]
-    Client(#[from] ClientError),
+    Client(#[from] WebhookClientError),
     /// The push client could not be set up.
     #[error("{0}")]
     Push(#[from] crate::channels::PushClientError),
@@ -73,8 +73,8 @@ impl Dispatcher {
         Ok(Dispatcher {
             dispatch: Arc::new(Dispatch {
                 permits: Arc::new(Semaphore::new(settings.dispatcher.concurrency.max(1))),
-                providers: Arc::new(crate::providers::ProviderCache::new(mongo)),
-                app_limits: crate::limits::AppLimits::new(
+                provider_cache: Arc::new(crate::provider_cache::ProviderCache::new(mongo)),
+                app_throttle: crate::throttle::AppThrottle::new(
                     settings.dispatcher.app_concurrency,
                     settings.dispatcher.app_rate_per_second,
                 ),

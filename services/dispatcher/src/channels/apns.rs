@@ -11,21 +11,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sprayer_shared::config::PushSettings;
+use sprayer_shared::expand::Recipient;
 use sprayer_shared::model::{
     APNS_MAX_PAYLOAD, ApnsProvider, Channel, Job, Priority, Providers, TokenEndpoint,
     apns_is_alert, apns_payload, delivery_id, now_ms,
 };
 
-use super::{Sender, not_configured};
+use super::{ProviderChannel, PushClientError};
 use crate::outcome::Outcome;
-use sprayer_shared::expand::Recipient;
 
 /// How long a provider token is used; APNs refuses tokens older than an hour.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(50 * 60);
@@ -34,6 +33,35 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(50 * 60);
 struct Claims<'a> {
     iss: &'a str,
     iat: u64,
+}
+
+/// Why a notification could not be put together for APNs; each fails the delivery, with its text.
+#[derive(Debug, thiserror::Error)]
+pub enum ApnsError {
+    /// The payload is larger than APNs takes.
+    #[error("payload of {0} bytes is over APNs' limit")]
+    PayloadTooLarge(usize),
+    /// The payload could not be encoded.
+    #[error("cannot encode the payload: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The app's push certificate (certificate authentication) is not a PEM certificate and key.
+    #[error("the app's APNs certificate cannot be read: {0}")]
+    Certificate(#[source] reqwest::Error),
+    /// The push client under the certificate could not be set up.
+    #[error(transparent)]
+    PushClient(#[from] PushClientError),
+    /// The client presenting the certificate could not be built.
+    #[error("cannot build the APNs client: {0:?}")]
+    CertificateClient(#[source] reqwest::Error),
+    /// The app's .p8 key (token authentication) is not an EC private key in PEM.
+    #[error("the app's APNs key cannot be read: {0}")]
+    SigningKey(#[source] jsonwebtoken::errors::Error),
+    /// The provider token could not be signed.
+    #[error("cannot sign the APNs token: {0}")]
+    Signing(#[source] jsonwebtoken::errors::Error),
+    /// A header value (the topic, the collapse id) is not a valid header value.
+    #[error("cannot build the APNs headers")]
+    Headers,
 }
 
 /// The APNs sender.
@@ -56,7 +84,7 @@ impl Apns {
     }
 
     /// The client presenting the app's push certificate (certificate authentication).
-    fn certificate_client(&self, pem: &str) -> Result<reqwest::Client, String> {
+    fn certificate_client(&self, pem: &str) -> Result<reqwest::Client, ApnsError> {
         let key = hex::encode(Sha256::digest(pem.as_bytes()));
         let mut clients = self
             .certificate_clients
@@ -65,13 +93,12 @@ impl Apns {
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
-        let identity = reqwest::Identity::from_pem(pem.as_bytes())
-            .map_err(|error| format!("the app's APNs certificate cannot be read: {error}"))?;
-        let client = super::push_client_builder(&self.settings)
-            .map_err(|error| error.to_string())?
+        let identity =
+            reqwest::Identity::from_pem(pem.as_bytes()).map_err(ApnsError::Certificate)?;
+        let client = super::push_client_builder(&self.settings)?
             .identity(identity)
             .build()
-            .map_err(|error| format!("cannot build the APNs client: {error:?}"))?;
+            .map_err(ApnsError::CertificateClient)?;
         clients.insert(key, client.clone());
         Ok(client)
     }
@@ -81,7 +108,7 @@ impl Apns {
     }
 
     /// The provider token for `provider`, made or reused.
-    fn provider_token(&self, provider: &ApnsProvider) -> Result<String, String> {
+    fn provider_token(&self, provider: &ApnsProvider) -> Result<String, ApnsError> {
         let key = Self::token_key(provider);
         let mut tokens = self
             .tokens
@@ -93,15 +120,15 @@ impl Apns {
             return Ok(token.clone());
         }
         let signing_key = EncodingKey::from_ec_pem(provider.private_key.as_bytes())
-            .map_err(|error| format!("the app's APNs key cannot be read: {error}"))?;
+            .map_err(ApnsError::SigningKey)?;
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(provider.key_id.clone());
         let claims = Claims {
             iss: &provider.team_id,
             iat: u64::try_from(now_ms() / 1000).unwrap_or(0),
         };
-        let token = jsonwebtoken::encode(&header, &claims, &signing_key)
-            .map_err(|error| format!("cannot sign the APNs token: {error}"))?;
+        let token =
+            jsonwebtoken::encode(&header, &claims, &signing_key).map_err(ApnsError::Signing)?;
         tokens.insert(key, (Instant::now(), token.clone()));
         Ok(token)
     }
@@ -114,43 +141,22 @@ impl Apns {
         tokens.remove(&Self::token_key(provider));
     }
 
-    async fn deliver(
+    /// The POST of the notification to `device`, authenticated as the app's settings say.
+    fn request(
         &self,
         job: &Job,
-        providers: &Providers,
+        provider: &ApnsProvider,
+        device: &TokenEndpoint,
         recipient: &Recipient,
-        stored: &str,
-    ) -> Outcome {
-        let Some(provider) = &providers.apns else {
-            return not_configured(Channel::Apns);
-        };
-        let device: TokenEndpoint = match super::stored_address(stored) {
-            Ok(device) => device,
-            Err(outcome) => return outcome,
-        };
+    ) -> Result<reqwest::RequestBuilder, ApnsError> {
         let payload = apns_payload(&job.content, job.overrides.as_ref());
-        let body = match serde_json::to_vec(&payload) {
-            Ok(body) if body.len() <= APNS_MAX_PAYLOAD => body,
-            Ok(body) => {
-                return Outcome::Failed {
-                    error: format!("payload of {} bytes is over APNs' limit", body.len()),
-                };
-            }
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("cannot encode the payload: {error}"),
-                };
-            }
-        };
+        let body = serde_json::to_vec(&payload)?;
+        if body.len() > APNS_MAX_PAYLOAD {
+            return Err(ApnsError::PayloadTooLarge(body.len()));
+        }
         let (client, token) = match &provider.certificate {
-            Some(pem) => match self.certificate_client(pem) {
-                Ok(client) => (client, None),
-                Err(error) => return Outcome::Failed { error },
-            },
-            None => match self.provider_token(provider) {
-                Ok(token) => (self.client.clone(), Some(token)),
-                Err(error) => return Outcome::Failed { error },
-            },
+            Some(pem) => (self.certificate_client(pem)?, None),
+            None => (self.client.clone(), Some(self.provider_token(provider)?)),
         };
         let id = delivery_id(
             &job.message_id,
@@ -158,24 +164,40 @@ impl Apns {
             &recipient.user,
             &recipient.device,
         );
-        let headers = match headers(job, provider, &payload, token.as_deref(), &id) {
-            Some(headers) => headers,
-            None => {
-                return Outcome::Failed {
-                    error: "cannot build the APNs headers".into(),
-                };
-            }
-        };
+        let headers =
+            headers(job, provider, &payload, token.as_deref(), &id).ok_or(ApnsError::Headers)?;
         let url = format!("{}/3/device/{}", provider.base_url(), device.token);
+        Ok(client.post(url).headers(headers).body(body))
+    }
+}
+
+impl ProviderChannel for Apns {
+    const CHANNEL: Channel = Channel::Apns;
+    type Provider = ApnsProvider;
+    type Address = TokenEndpoint;
+
+    fn provider(providers: &Providers) -> Option<&ApnsProvider> {
+        providers.apns.as_ref()
+    }
+
+    async fn send_to(
+        &self,
+        provider: &ApnsProvider,
+        device: &TokenEndpoint,
+        job: &Job,
+        recipient: &Recipient,
+    ) -> Outcome {
+        let request = match self.request(job, provider, device, recipient) {
+            Ok(request) => request,
+            Err(error) => return Outcome::failed(&error),
+        };
         let started = Instant::now();
-        let sent = client.post(url).headers(headers).body(body).send().await;
-        metrics::histogram!("sprayer_provider_seconds", "channel" => "apns")
+        let sent = request.send().await;
+        metrics::histogram!("sprayer_provider_seconds", "channel" => Self::CHANNEL.as_str())
             .record(started.elapsed().as_secs_f64());
         let response = match sent {
             Ok(response) => response,
-            Err(error) => {
-                return super::unanswered("APNs", &error);
-            }
+            Err(error) => return super::unanswered("APNs", &error),
         };
         let status = response.status();
         let after = super::retry_after(response.headers());
@@ -249,22 +271,6 @@ fn classify(status: StatusCode, reason: &str, after: Option<Duration>) -> Outcom
         }
         429 | 500..=599 => Outcome::Retry { error, after },
         _ => Outcome::Failed { error },
-    }
-}
-
-impl Sender for Apns {
-    fn needs_providers(&self) -> bool {
-        true
-    }
-
-    fn send<'a>(
-        &'a self,
-        job: &'a Job,
-        providers: &'a Providers,
-        recipient: &'a Recipient,
-        address: &'a str,
-    ) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.deliver(job, providers, recipient, address))
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
+use lettre::address::AddressError;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
@@ -18,15 +18,32 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sprayer_shared::expand::Recipient;
 use sprayer_shared::model::{
     Channel, EmailEndpoint, EmailProvider, Job, Providers, SmtpTls, delivery_id,
 };
 
-use super::{Sender, not_configured};
+use super::ProviderChannel;
 use crate::outcome::Outcome;
-use sprayer_shared::expand::Recipient;
 
 type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// Why a mail could not be handed to the relay; each fails the delivery, with its text.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    /// The app's `from` is not a mailbox.
+    #[error("the app's From address: {0}")]
+    FromAddress(#[source] AddressError),
+    /// The endpoint's address is not a mailbox.
+    #[error("the recipient address: {0}")]
+    RecipientAddress(#[source] AddressError),
+    /// The message could not be put together.
+    #[error("cannot build the mail: {0}")]
+    Build(#[from] lettre::error::Error),
+    /// No transport can be made of the app's relay settings (no TLS set-up for its host).
+    #[error("the app's relay settings: {0}")]
+    RelaySettings(#[from] lettre::transport::smtp::Error),
+}
 
 /// The e-mail sender.
 #[derive(Default)]
@@ -35,7 +52,7 @@ pub struct Mailer {
 }
 
 impl Mailer {
-    fn transport(&self, provider: &EmailProvider) -> Result<Arc<Transport>, String> {
+    fn transport(&self, provider: &EmailProvider) -> Result<Arc<Transport>, EmailError> {
         let identity = format!(
             "{}|{}|{:?}|{}|{}",
             provider.host,
@@ -55,10 +72,8 @@ impl Mailer {
         }
         let builder = match provider.tls {
             SmtpTls::None => Transport::builder_dangerous(&provider.host),
-            SmtpTls::Starttls => {
-                Transport::starttls_relay(&provider.host).map_err(|error| error.to_string())?
-            }
-            SmtpTls::Tls => Transport::relay(&provider.host).map_err(|error| error.to_string())?,
+            SmtpTls::Starttls => Transport::starttls_relay(&provider.host)?,
+            SmtpTls::Tls => Transport::relay(&provider.host)?,
         };
         let mut builder = builder
             .port(provider.port)
@@ -75,36 +90,35 @@ impl Mailer {
         transports.insert(identity, transport.clone());
         Ok(transport)
     }
+}
 
-    async fn deliver(
+impl ProviderChannel for Mailer {
+    const CHANNEL: Channel = Channel::Email;
+    type Provider = EmailProvider;
+    type Address = EmailEndpoint;
+
+    fn provider(providers: &Providers) -> Option<&EmailProvider> {
+        providers.email.as_ref()
+    }
+
+    async fn send_to(
         &self,
+        provider: &EmailProvider,
+        endpoint: &EmailEndpoint,
         job: &Job,
-        providers: &Providers,
         recipient: &Recipient,
-        stored: &str,
     ) -> Outcome {
-        let Some(provider) = &providers.email else {
-            return not_configured(Channel::Email);
-        };
-        let endpoint: EmailEndpoint = match super::stored_address(stored) {
-            Ok(endpoint) => endpoint,
-            Err(outcome) => return outcome,
-        };
-        let message = match compose(job, provider, recipient, &endpoint) {
+        let message = match compose(job, provider, recipient, endpoint) {
             Ok(message) => message,
-            Err(error) => return Outcome::Failed { error },
+            Err(error) => return Outcome::failed(&error),
         };
         let transport = match self.transport(provider) {
             Ok(transport) => transport,
-            Err(error) => {
-                return Outcome::Failed {
-                    error: format!("the app's relay settings: {error}"),
-                };
-            }
+            Err(error) => return Outcome::failed(&error),
         };
         let started = Instant::now();
         let result = transport.send(message).await;
-        metrics::histogram!("sprayer_provider_seconds", "channel" => "email")
+        metrics::histogram!("sprayer_provider_seconds", "channel" => Self::CHANNEL.as_str())
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => Outcome::Sent,
@@ -147,15 +161,12 @@ fn compose(
     provider: &EmailProvider,
     recipient: &Recipient,
     endpoint: &EmailEndpoint,
-) -> Result<Message, String> {
-    let from: Mailbox = provider
-        .from
-        .parse()
-        .map_err(|error| format!("the app's From address: {error}"))?;
+) -> Result<Message, EmailError> {
+    let from: Mailbox = provider.from.parse().map_err(EmailError::FromAddress)?;
     let to: Mailbox = endpoint
         .address
         .parse()
-        .map_err(|error| format!("the recipient address: {error}"))?;
+        .map_err(EmailError::RecipientAddress)?;
     let subject = override_text(job, "subject")
         .or(job.content.title.as_deref())
         .unwrap_or("");
@@ -194,23 +205,5 @@ fn compose(
             Value::Object(data.clone()).to_string(),
         ));
     }
-    builder
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|error| format!("cannot build the mail: {error}"))
-}
-
-impl Sender for Mailer {
-    fn needs_providers(&self) -> bool {
-        true
-    }
-
-    fn send<'a>(
-        &'a self,
-        job: &'a Job,
-        providers: &'a Providers,
-        recipient: &'a Recipient,
-        address: &'a str,
-    ) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.deliver(job, providers, recipient, address))
-    }
+    Ok(builder.multipart(MultiPart::alternative_plain_html(text, html))?)
 }

@@ -13,21 +13,47 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use gcp_auth::{CustomServiceAccount, TokenProvider};
+use gcp_auth::{CustomServiceAccount, Token, TokenProvider};
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+use sprayer_shared::expand::Recipient;
 use sprayer_shared::model::{
     Channel, FcmProvider, Job, Priority, Providers, TokenEndpoint, now_ms,
 };
 
-use super::{Sender, not_configured};
+use super::ProviderChannel;
 use crate::outcome::Outcome;
-use sprayer_shared::expand::Recipient;
 
 /// The OAuth2 scope for sending.
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+
+/// Why no authorised request could be made for FCM.
+#[derive(Debug, thiserror::Error)]
+pub enum FcmError {
+    /// The settings name no project, and the service account names none either.
+    #[error("the app's FCM settings name no project")]
+    NoProject,
+    /// The service account is not one gcp_auth can sign tokens with.
+    #[error("the app's FCM service account cannot be used: {0}")]
+    ServiceAccount(#[source] gcp_auth::Error),
+    /// The token endpoint gave no access token (unreachable, or it refused): retried.
+    #[error("cannot get an FCM access token")]
+    AccessToken(#[source] gcp_auth::Error),
+}
+
+impl FcmError {
+    /// The outcome of the attempt: only a missing access token may pass.
+    fn outcome(&self) -> Outcome {
+        match self {
+            FcmError::AccessToken(_) => Outcome::Retry {
+                error: self.to_string(),
+                after: None,
+            },
+            FcmError::NoProject | FcmError::ServiceAccount(_) => Outcome::failed(self),
+        }
+    }
+}
 
 /// The FCM sender.
 pub struct Fcm {
@@ -50,7 +76,7 @@ impl Fcm {
         ))
     }
 
-    fn account(&self, provider: &FcmProvider) -> Result<Arc<CustomServiceAccount>, String> {
+    fn account(&self, provider: &FcmProvider) -> Result<Arc<CustomServiceAccount>, FcmError> {
         let key = Self::account_key(provider);
         let mut accounts = self
             .accounts
@@ -60,7 +86,7 @@ impl Fcm {
             return Ok(account.clone());
         }
         let account = CustomServiceAccount::from_json(&provider.service_account.to_string())
-            .map_err(|error| format!("the app's FCM service account cannot be used: {error}"))?;
+            .map_err(FcmError::ServiceAccount)?;
         let account = Arc::new(account);
         accounts.insert(key, account.clone());
         Ok(account)
@@ -74,31 +100,40 @@ impl Fcm {
         accounts.remove(&Self::account_key(provider));
     }
 
-    async fn deliver(&self, job: &Job, providers: &Providers, stored: &str) -> Outcome {
-        let Some(provider) = &providers.fcm else {
-            return not_configured(Channel::Fcm);
-        };
-        let device: TokenEndpoint = match super::stored_address(stored) {
-            Ok(device) => device,
-            Err(outcome) => return outcome,
-        };
-        let Some(project) = provider.project() else {
-            return Outcome::Failed {
-                error: "the app's FCM settings name no project".into(),
-            };
-        };
-        let account = match self.account(provider) {
-            Ok(account) => account,
-            Err(error) => return Outcome::Failed { error },
-        };
-        let access = match account.token(&[SCOPE]).await {
-            Ok(token) => token,
-            Err(_) => {
-                return Outcome::Retry {
-                    error: "cannot get an FCM access token".into(),
-                    after: None,
-                };
-            }
+    /// The project to send in and an access token of the app's service account.
+    async fn authorise<'a>(
+        &self,
+        provider: &'a FcmProvider,
+    ) -> Result<(&'a str, Arc<Token>), FcmError> {
+        let project = provider.project().ok_or(FcmError::NoProject)?;
+        let account = self.account(provider)?;
+        let access = account
+            .token(&[SCOPE])
+            .await
+            .map_err(FcmError::AccessToken)?;
+        Ok((project, access))
+    }
+}
+
+impl ProviderChannel for Fcm {
+    const CHANNEL: Channel = Channel::Fcm;
+    type Provider = FcmProvider;
+    type Address = TokenEndpoint;
+
+    fn provider(providers: &Providers) -> Option<&FcmProvider> {
+        providers.fcm.as_ref()
+    }
+
+    async fn send_to(
+        &self,
+        provider: &FcmProvider,
+        device: &TokenEndpoint,
+        job: &Job,
+        _recipient: &Recipient,
+    ) -> Outcome {
+        let (project, access) = match self.authorise(provider).await {
+            Ok(authorised) => authorised,
+            Err(error) => return error.outcome(),
         };
         let url = format!(
             "{}/v1/projects/{project}/messages:send",
@@ -112,13 +147,11 @@ impl Fcm {
             .json(&message(job, &device.token))
             .send()
             .await;
-        metrics::histogram!("sprayer_provider_seconds", "channel" => "fcm")
+        metrics::histogram!("sprayer_provider_seconds", "channel" => Self::CHANNEL.as_str())
             .record(started.elapsed().as_secs_f64());
         let response = match sent {
             Ok(response) => response,
-            Err(error) => {
-                return super::unanswered("FCM", &error);
-            }
+            Err(error) => return super::unanswered("FCM", &error),
         };
         let status = response.status();
         let after = super::retry_after(response.headers());
@@ -197,22 +230,6 @@ fn classify(status: StatusCode, body: &Value, after: Option<Duration>) -> Outcom
         }
         401 | 429 | 500..=599 => Outcome::Retry { error, after },
         _ => Outcome::Failed { error },
-    }
-}
-
-impl Sender for Fcm {
-    fn needs_providers(&self) -> bool {
-        true
-    }
-
-    fn send<'a>(
-        &'a self,
-        job: &'a Job,
-        providers: &'a Providers,
-        _recipient: &'a Recipient,
-        address: &'a str,
-    ) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.deliver(job, providers, address))
     }
 }
 

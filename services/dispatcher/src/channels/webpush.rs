@@ -12,22 +12,59 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
+use sprayer_shared::expand::Recipient;
 use sprayer_shared::model::{
     Channel, Job, Priority, Providers, WebpushEndpoint, WebpushProvider, now_ms,
 };
 use web_push_native::jwt_simple::algorithms::ES256KeyPair;
 use web_push_native::{Auth, WebPushBuilder, p256::PublicKey};
 
-use super::{Sender, not_configured};
+use super::ProviderChannel;
 use crate::outcome::Outcome;
-use sprayer_shared::expand::Recipient;
 
 /// The most plaintext one encrypted record carries under the usual 4096-byte push limit.
 pub const WEBPUSH_MAX_PAYLOAD: usize = 3_993;
 /// The longest a VAPID token may live; push services refuse longer ones.
 const VAPID_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Why no push request could be made for a subscription; each fails the delivery, with its text.
+#[derive(Debug, thiserror::Error)]
+pub enum WebPushError {
+    /// The app's VAPID private key is not a raw P-256 scalar in base64url.
+    #[error("the app's VAPID key is not 32 bytes of base64url")]
+    VapidKeyLength,
+    /// The app's VAPID private key is not a valid P-256 key.
+    #[error("the app's VAPID key: {0}")]
+    VapidKey(web_push_native::jwt_simple::Error),
+    /// The subscription's `p256dh` is not a P-256 public key.
+    #[error("the subscription's p256dh is not a P-256 key")]
+    BrowserKey,
+    /// The subscription's `auth` secret is not 16 bytes.
+    #[error("the subscription's auth is not 16 bytes")]
+    AuthSecret,
+    /// The subscription's endpoint is not a URL.
+    #[error("the subscription's endpoint is not a URL")]
+    Endpoint(#[source] http::uri::InvalidUri),
+    /// The payload could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// The payload is larger than one encrypted record carries.
+    #[error("payload of {0} bytes is over the web push limit")]
+    PayloadTooLarge(usize),
+    /// The payload could not be encrypted or the VAPID token signed.
+    #[error("cannot encrypt the payload: {0}")]
+    Encrypt(#[source] web_push_native::Error),
+    /// The `urgency` override is not a header value.
+    #[error("invalid urgency")]
+    Urgency(#[source] http::header::InvalidHeaderValue),
+    /// The `topic` override is not a header value.
+    #[error("invalid topic")]
+    Topic(#[source] http::header::InvalidHeaderValue),
+    /// The request could not be turned into a reqwest request.
+    #[error(transparent)]
+    Request(#[from] reqwest::Error),
+}
 
 /// The web push sender.
 pub struct WebPush {
@@ -48,7 +85,7 @@ impl WebPush {
         }
     }
 
-    fn key_pair(&self, provider: &WebpushProvider) -> Result<Arc<ES256KeyPair>, String> {
+    fn key_pair(&self, provider: &WebpushProvider) -> Result<Arc<ES256KeyPair>, WebPushError> {
         let mut keys = self
             .keys
             .lock()
@@ -58,11 +95,8 @@ impl WebPush {
         }
         let raw = decode(&provider.private_key)
             .filter(|raw| raw.len() == 32)
-            .ok_or("the app's VAPID key is not 32 bytes of base64url")?;
-        let key = Arc::new(
-            ES256KeyPair::from_bytes(&raw)
-                .map_err(|error| format!("the app's VAPID key: {error}"))?,
-        );
+            .ok_or(WebPushError::VapidKeyLength)?;
+        let key = Arc::new(ES256KeyPair::from_bytes(&raw).map_err(WebPushError::VapidKey)?);
         keys.insert(provider.private_key.clone(), key.clone());
         Ok(key)
     }
@@ -72,30 +106,27 @@ impl WebPush {
         job: &Job,
         provider: &WebpushProvider,
         subscription: &WebpushEndpoint,
-    ) -> Result<reqwest::Request, String> {
+    ) -> Result<reqwest::Request, WebPushError> {
         let key = self.key_pair(provider)?;
         let browser_key = decode(&subscription.keys.p256dh)
             .and_then(|bytes| PublicKey::from_sec1_bytes(&bytes).ok())
-            .ok_or("the subscription's p256dh is not a P-256 key")?;
+            .ok_or(WebPushError::BrowserKey)?;
         let auth = decode(&subscription.keys.auth)
             .filter(|auth| auth.len() == 16)
-            .ok_or("the subscription's auth is not 16 bytes")?;
+            .ok_or(WebPushError::AuthSecret)?;
         let endpoint: http::Uri = subscription
             .endpoint
             .parse()
-            .map_err(|_| "the subscription's endpoint is not a URL")?;
-        let body = serde_json::to_vec(&payload(job)).map_err(|error| error.to_string())?;
+            .map_err(WebPushError::Endpoint)?;
+        let body = serde_json::to_vec(&payload(job))?;
         if body.len() > WEBPUSH_MAX_PAYLOAD {
-            return Err(format!(
-                "payload of {} bytes is over the web push limit",
-                body.len()
-            ));
+            return Err(WebPushError::PayloadTooLarge(body.len()));
         }
         let mut request = WebPushBuilder::new(endpoint, browser_key, Auth::clone_from_slice(&auth))
             .with_valid_duration(VAPID_LIFETIME)
             .with_vapid(&key, &provider.subject)
             .build(body)
-            .map_err(|error| format!("cannot encrypt the payload: {error}"))?;
+            .map_err(WebPushError::Encrypt)?;
         let left = u64::try_from((job.expires_at - now_ms()) / 1000).unwrap_or(0);
         let overrides = job.overrides.as_ref();
         let urgency = overrides.and_then(|o| o["urgency"].as_str()).unwrap_or(
@@ -109,32 +140,41 @@ impl WebPush {
         headers.insert("ttl", left.into());
         headers.insert(
             "urgency",
-            http::HeaderValue::from_str(urgency).map_err(|_| "invalid urgency")?,
+            http::HeaderValue::from_str(urgency).map_err(WebPushError::Urgency)?,
         );
         if let Some(topic) = overrides.and_then(|o| o["topic"].as_str()) {
             headers.insert(
                 "topic",
-                http::HeaderValue::from_str(topic).map_err(|_| "invalid topic")?,
+                http::HeaderValue::from_str(topic).map_err(WebPushError::Topic)?,
             );
         }
-        reqwest::Request::try_from(request).map_err(|error| error.to_string())
+        Ok(reqwest::Request::try_from(request)?)
+    }
+}
+
+impl ProviderChannel for WebPush {
+    const CHANNEL: Channel = Channel::Webpush;
+    type Provider = WebpushProvider;
+    type Address = WebpushEndpoint;
+
+    fn provider(providers: &Providers) -> Option<&WebpushProvider> {
+        providers.webpush.as_ref()
     }
 
-    async fn deliver(&self, job: &Job, providers: &Providers, stored: &str) -> Outcome {
-        let Some(provider) = &providers.webpush else {
-            return not_configured(Channel::Webpush);
-        };
-        let subscription: WebpushEndpoint = match super::stored_address(stored) {
-            Ok(subscription) => subscription,
-            Err(outcome) => return outcome,
-        };
-        let request = match self.request(job, provider, &subscription) {
+    async fn send_to(
+        &self,
+        provider: &WebpushProvider,
+        subscription: &WebpushEndpoint,
+        job: &Job,
+        _recipient: &Recipient,
+    ) -> Outcome {
+        let request = match self.request(job, provider, subscription) {
             Ok(request) => request,
-            Err(error) => return Outcome::Failed { error },
+            Err(error) => return Outcome::failed(&error),
         };
         let started = Instant::now();
         let sent = self.client.execute(request).await;
-        metrics::histogram!("sprayer_provider_seconds", "channel" => "webpush")
+        metrics::histogram!("sprayer_provider_seconds", "channel" => Self::CHANNEL.as_str())
             .record(started.elapsed().as_secs_f64());
         match sent {
             Ok(response) => {
@@ -178,21 +218,5 @@ fn classify(status: u16, after: Option<Duration>) -> Outcome {
         404 | 410 => Outcome::Unregistered { error },
         429 | 500..=599 => Outcome::Retry { error, after },
         _ => Outcome::Failed { error },
-    }
-}
-
-impl Sender for WebPush {
-    fn needs_providers(&self) -> bool {
-        true
-    }
-
-    fn send<'a>(
-        &'a self,
-        job: &'a Job,
-        providers: &'a Providers,
-        _recipient: &'a Recipient,
-        address: &'a str,
-    ) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.deliver(job, providers, address))
     }
 }

@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use smpp34::SmppError;
 use smpp34::client::{BIND_TYPE, SMSC, SmppClient};
 use sprayer_shared::amqp::Publisher;
 use sprayer_shared::config::SmsSettings;
+use sprayer_shared::expand::Recipient;
 use sprayer_shared::model::{
     AppId, Channel, Job, Priority, Providers, SmsEndpoint, SmsProvider, delivery_id, now_ms,
 };
@@ -29,10 +29,9 @@ use sprayer_shared::redis::RedisConnection;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Sender, not_configured};
+use super::ProviderChannel;
 use crate::outcome::Outcome;
 use receipts::ReceiptListener;
-use sprayer_shared::expand::Recipient;
 
 /// One app account's bind: the current SMSC handle (`None` while (re)binding) and the window
 /// of outstanding `submit_sm` (kept here: the SMPP client does not bound it itself).
@@ -133,20 +132,57 @@ impl Sms {
         waited.ok()?.ok()?.clone()
     }
 
-    async fn deliver(
+    /// Keeps a part's SMSC id for its receipts; a failure only loses the receipts.
+    async fn remember(&self, job: &Job, recipient: &Recipient, smsc_id: &str) {
+        if smsc_id.is_empty() {
+            return;
+        }
+        let target = ReceiptTarget {
+            message: job.message_id.to_string(),
+            user: recipient.user.to_string(),
+            device: recipient.device.to_string(),
+            attempt: recipient.attempts + 1,
+        };
+        let Ok(value) = serde_json::to_string(&target) else {
+            return;
+        };
+        let ttl = self.settings.receipt_ttl.as_secs().max(1);
+        let mut redis = self.redis.clone();
+        let stored: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(receipt_key(&job.app, smsc_id))
+            .arg(&value)
+            .arg("EX")
+            .arg(ttl)
+            .query_async(&mut redis)
+            .await;
+        if let Err(error) = stored {
+            let id = delivery_id(
+                &job.message_id,
+                job.channel,
+                &recipient.user,
+                &recipient.device,
+            );
+            tracing::warn!(%error, delivery = %id, "cannot keep SMSC ids; its receipts will not match");
+        }
+    }
+}
+
+impl ProviderChannel for Sms {
+    const CHANNEL: Channel = Channel::Sms;
+    type Provider = SmsProvider;
+    type Address = SmsEndpoint;
+
+    fn provider(providers: &Providers) -> Option<&SmsProvider> {
+        providers.sms.as_ref()
+    }
+
+    async fn send_to(
         &self,
+        provider: &SmsProvider,
+        endpoint: &SmsEndpoint,
         job: &Job,
-        providers: &Providers,
         recipient: &Recipient,
-        stored: &str,
     ) -> Outcome {
-        let Some(provider) = &providers.sms else {
-            return not_configured(Channel::Sms);
-        };
-        let endpoint: SmsEndpoint = match super::stored_address(stored) {
-            Ok(endpoint) => endpoint,
-            Err(outcome) => return outcome,
-        };
         let text = job
             .overrides
             .as_ref()
@@ -227,43 +263,9 @@ impl Sms {
             }
             Outcome::Sent
         };
-        metrics::histogram!("sprayer_provider_seconds", "channel" => "sms")
+        metrics::histogram!("sprayer_provider_seconds", "channel" => Self::CHANNEL.as_str())
             .record(started.elapsed().as_secs_f64());
         outcome
-    }
-
-    /// Keeps a part's SMSC id for its receipts; a failure only loses the receipts.
-    async fn remember(&self, job: &Job, recipient: &Recipient, smsc_id: &str) {
-        if smsc_id.is_empty() {
-            return;
-        }
-        let target = ReceiptTarget {
-            message: job.message_id.to_string(),
-            user: recipient.user.to_string(),
-            device: recipient.device.to_string(),
-            attempt: recipient.attempts + 1,
-        };
-        let Ok(value) = serde_json::to_string(&target) else {
-            return;
-        };
-        let ttl = self.settings.receipt_ttl.as_secs().max(1);
-        let mut redis = self.redis.clone();
-        let stored: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(receipt_key(&job.app, smsc_id))
-            .arg(&value)
-            .arg("EX")
-            .arg(ttl)
-            .query_async(&mut redis)
-            .await;
-        if let Err(error) = stored {
-            let id = delivery_id(
-                &job.message_id,
-                job.channel,
-                &recipient.user,
-                &recipient.device,
-            );
-            tracing::warn!(%error, delivery = %id, "cannot keep SMSC ids; its receipts will not match");
-        }
     }
 }
 
@@ -374,22 +376,6 @@ async fn keep_bound(
             break;
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
-}
-
-impl Sender for Sms {
-    fn needs_providers(&self) -> bool {
-        true
-    }
-
-    fn send<'a>(
-        &'a self,
-        job: &'a Job,
-        providers: &'a Providers,
-        recipient: &'a Recipient,
-        address: &'a str,
-    ) -> BoxFuture<'a, Outcome> {
-        Box::pin(self.deliver(job, providers, recipient, address))
     }
 }
 

@@ -1,5 +1,7 @@
-//! The `http` channel: signed webhooks (Standard Webhooks) over a keep-alive pool, with a
-//! per-host concurrency limit and a deadline that never runs past the message's expiry.
+//! The webhook channel (named `http` in the API and the queues:
+//! [`Channel::Http`](sprayer_shared::model::Channel::Http)): signed webhooks (Standard Webhooks)
+//! over a keep-alive pool, with a per-host concurrency limit and a deadline that never runs past
+//! the message's expiry.
 //!
 //! Each POST carries `webhook-id` (the delivery id, stable across retries), `webhook-timestamp`
 //! and `webhook-signature` (`v1,` and base64 HMAC-SHA256 of `id.timestamp.body` under the
@@ -33,7 +35,7 @@ use sprayer_shared::expand::Recipient;
 /// Could not set up the HTTP client.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the webhook client: {0}")]
-pub struct ClientError(#[from] reqwest::Error);
+pub struct WebhookClientError(#[from] reqwest::Error);
 
 /// The webhook sender.
 pub struct Webhooks {
@@ -46,7 +48,7 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// A sender with the given limits.
-    pub fn new(settings: &WebhookSettings) -> Result<Webhooks, ClientError> {
+    pub fn new(settings: &WebhookSettings) -> Result<Webhooks, WebhookClientError> {
         let guard = AddressGuard::new(&settings.allow_networks);
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
@@ -174,6 +176,9 @@ impl Webhooks {
     }
 }
 
+/// A plain [`Sender`], not a [`ProviderChannel`](super::ProviderChannel): a webhook has no
+/// provider the app sets up (the endpoint itself carries the URL and the signing secret), so
+/// there are no settings to look up, and asking for them would cost every job a cache read.
 impl Sender for Webhooks {
     fn send<'a>(
         &'a self,

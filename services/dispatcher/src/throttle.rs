@@ -1,5 +1,8 @@
-//! Per-app limits toward a provider: a concurrency limit and a pace (sends per second), so one
-//! app's burst neither starves the others nor gets its provider account throttled.
+//! The per-app throttle toward a provider: a concurrency limit and a pace (sends per second), so
+//! one app's burst neither starves the others nor gets its provider account throttled. Its
+//! numbers come from the `dispatcher` settings (`app_concurrency`, `app_rate_per_second`); not
+//! to be confused with `sprayer_shared::config::AppLimits`, an app's own limits on API requests
+//! and target sizes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,23 +12,24 @@ use sprayer_shared::model::AppId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-struct AppLimit {
+/// One app's sends in flight and the earliest start of its next send.
+struct AppTurns {
     permits: Arc<Semaphore>,
     next_slot: Mutex<Instant>,
 }
 
-/// The limits of every app seen by this dispatcher.
-pub struct AppLimits {
+/// The throttles of every app seen by this dispatcher.
+pub struct AppThrottle {
     concurrency: usize,
     interval: Option<Duration>,
-    apps: Mutex<HashMap<AppId, Arc<AppLimit>>>,
+    apps: Mutex<HashMap<AppId, Arc<AppTurns>>>,
 }
 
-impl AppLimits {
+impl AppThrottle {
     /// `concurrency` sends in flight per app, at most `rate_per_second` started per second
     /// (0: no pace).
-    pub fn new(concurrency: usize, rate_per_second: u32) -> AppLimits {
-        AppLimits {
+    pub fn new(concurrency: usize, rate_per_second: u32) -> AppThrottle {
+        AppThrottle {
             concurrency: concurrency.max(1),
             interval: (rate_per_second > 0).then(|| Duration::from_secs(1) / rate_per_second),
             apps: Mutex::new(HashMap::new()),
@@ -34,24 +38,24 @@ impl AppLimits {
 
     /// Waits for `app`'s turn; the send may go while the permit is held.
     pub async fn acquire(&self, app: &AppId) -> Option<OwnedSemaphorePermit> {
-        let limit = {
+        let turns = {
             let mut apps = self
                 .apps
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             apps.entry(app.clone())
                 .or_insert_with(|| {
-                    Arc::new(AppLimit {
+                    Arc::new(AppTurns {
                         permits: Arc::new(Semaphore::new(self.concurrency)),
                         next_slot: Mutex::new(Instant::now()),
                     })
                 })
                 .clone()
         };
-        let permit = limit.permits.clone().acquire_owned().await.ok()?;
+        let permit = turns.permits.clone().acquire_owned().await.ok()?;
         if let Some(interval) = self.interval {
             let slot = {
-                let mut next = limit
+                let mut next = turns
                     .next_slot
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -71,17 +75,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_pace_spreads_sends_over_time() {
-        let limits = AppLimits::new(100, 10);
+        let throttle = AppThrottle::new(100, 10);
         let app = AppId::parse("a").expect("valid");
         let started = Instant::now();
         for _ in 0..21 {
-            let _permit = limits.acquire(&app).await.expect("permit");
+            let _permit = throttle.acquire(&app).await.expect("permit");
         }
         // 21 sends at 10 per second: the last starts 2 s after the first.
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         let other = AppId::parse("b").expect("valid");
         let before = Instant::now();
-        let _permit = limits.acquire(&other).await.expect("permit");
+        let _permit = throttle.acquire(&other).await.expect("permit");
         assert_eq!(
             before.elapsed(),
             Duration::ZERO,
