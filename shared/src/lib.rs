@@ -10,7 +10,8 @@
 //!    [`telemetry`], [`shutdown`], [`netguard`] (the webhook address guard) and [`wstoken`]
 //!    (the signed tokens browsers open WebSockets with);
 //! 5. [`expand`]: a job's target into recipients, shared by the dispatchers and the deliverer;
-//!    [`ops`]: health, readiness and metrics endpoints.
+//!    [`ops`]: health, readiness and metrics endpoints; [`startup`]: why a service could not
+//!    start.
 
 pub mod amqp;
 pub mod config;
@@ -22,8 +23,13 @@ pub mod netguard;
 pub mod ops;
 pub mod redis;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 pub mod tls;
 pub mod wstoken;
 
+#[cfg(test)]
+mod layers;
+
 pub use config::Settings;
+pub use startup::StartError;

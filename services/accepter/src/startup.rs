@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{Brokers, Publisher, Topology};
-use sprayer_shared::listen::{ListenError, Listener};
+use sprayer_shared::listen::Listener;
 use sprayer_shared::mongo::Mongo;
 use sprayer_shared::ops::Readiness;
 use tokio_util::sync::CancellationToken;
@@ -20,21 +20,7 @@ use crate::routes;
 use crate::state::AppState;
 
 /// Why the accepter could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Redis could not be set up.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// MongoDB could not be set up.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// A listener could not be set up.
-    #[error("{0}")]
-    Listen(#[from] ListenError),
-    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
-    #[error("{0}")]
-    Amqp(#[from] sprayer_shared::amqp::AmqpError),
-}
+pub type StartError = sprayer_shared::StartError;
 
 /// A built accepter, bound and ready to serve.
 pub struct Accepter {

@@ -25,7 +25,7 @@ fn assert_json(frame: &str) {
 /// The fuzz target `ws_frame`: panics when `data` breaks a rule the code must keep.
 pub fn ws_frame(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    match ClientFrame::parse(&text) {
+    match ClientFrame::read(&text) {
         Ok(ClientFrame::Ack { ids }) => {
             assert!(ids.len() <= MAX_ACK_IDS);
             match ids.iter().find(|id| MessageId::parse(id.as_str()).is_err()) {
@@ -42,6 +42,6 @@ pub fn ws_frame(data: &[u8]) {
             }
         }
         Ok(ClientFrame::Ping) => assert_json(protocol::PONG),
-        Err(reason) => assert_json(&protocol::error("bad_frame", &reason)),
+        Err(refused) => assert_json(&protocol::error("bad_frame", &refused.to_string())),
     }
 }

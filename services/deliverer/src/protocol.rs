@@ -90,12 +90,6 @@ impl ClientFrame {
         }
         Ok(frame)
     }
-
-    /// [`ClientFrame::read`] with the refusal as the text of the `error` frame's `detail`, the
-    /// form `socket.rs` takes it in.
-    pub fn parse(text: &str) -> Result<ClientFrame, String> {
-        Self::read(text).map_err(|refused| refused.to_string())
-    }
 }
 
 /// `hello`.
@@ -154,14 +148,13 @@ mod tests {
             ClientFrame::read(&many),
             Err(FrameError::TooManyIds)
         ));
+        // The refusal's text is the `detail` of the `error` frame the client gets.
+        let detail = |text: &str| ClientFrame::read(text).map_err(|refused| refused.to_string());
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"shout"}"#),
+            detail(r#"{"type":"shout"}"#),
             Err("unknown type: expected auth, ack or ping".to_owned())
         );
-        assert_eq!(
-            ClientFrame::parse(&many),
-            Err("at most 1000 ids per ack".to_owned())
-        );
+        assert_eq!(detail(&many), Err("at most 1000 ids per ack".to_owned()));
     }
 
     #[test]

@@ -157,7 +157,7 @@ async fn first_frame_token(socket: &mut WebSocket, within: Duration) -> Result<S
             Ok(None | Some(Err(_))) => return Err(End::Gone),
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
             Ok(Some(Ok(Message::Text(text)))) => {
-                return match ClientFrame::parse(&text) {
+                return match ClientFrame::read(&text) {
                     Ok(ClientFrame::Auth { token }) => Ok(token),
                     _ => Err(unauthenticated),
                 };
@@ -315,14 +315,14 @@ impl Session {
                 ));
             }
         };
-        match ClientFrame::parse(&text) {
+        match ClientFrame::read(&text) {
             Ok(ClientFrame::Ping) => self.send(socket, protocol::PONG.to_owned()).await,
             Ok(ClientFrame::Ack { ids }) => self.acknowledge(socket, ids).await,
             Ok(ClientFrame::Auth { .. }) => {
                 self.refuse(socket, "bad_frame", "already authenticated")
                     .await
             }
-            Err(reason) => self.refuse(socket, "bad_frame", &reason).await,
+            Err(refused) => self.refuse(socket, "bad_frame", &refused.to_string()).await,
         }
     }
 

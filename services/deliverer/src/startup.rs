@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{Brokers, Publisher, Topology};
-use sprayer_shared::listen::{ListenError, Listener};
+use sprayer_shared::listen::Listener;
 use sprayer_shared::model::NodeId;
 use sprayer_shared::ops::Readiness;
 use tokio::task::{JoinHandle, JoinSet};
@@ -24,22 +24,13 @@ const SOCKET_GRACE: Duration = Duration::from_secs(10);
 /// How long queued feedback may take to publish when the node stops.
 const FEEDBACK_GRACE: Duration = Duration::from_secs(15);
 
-/// Why a deliverer could not start.
+/// Why a deliverer node could not start.
+pub type StartError = sprayer_shared::StartError<NodeIdError>;
+
+/// `deliverer.node_id` is not a node id.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// Redis could not be set up.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// The listener could not be set up.
-    #[error("{0}")]
-    Listen(#[from] ListenError),
-    /// The node id is not usable.
-    #[error("deliverer.node_id: {0}")]
-    NodeId(#[from] sprayer_shared::model::IdError),
-    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
-    #[error("{0}")]
-    Amqp(#[from] sprayer_shared::amqp::AmqpError),
-}
+#[error("deliverer.node_id: {0}")]
+pub struct NodeIdError(#[from] sprayer_shared::model::IdError);
 
 /// A built node, bound and ready to run.
 pub struct Deliverer {
@@ -64,7 +55,8 @@ impl Deliverer {
             Topology::new(&settings.amqp),
         ));
         let node = match &deliverer.node_id {
-            Some(id) => NodeId::parse(id.as_str())?,
+            Some(id) => NodeId::parse(id.as_str())
+                .map_err(|error| StartError::Service(NodeIdError(error)))?,
             None => NodeId::generate(),
         };
         let registry = Arc::new(Registry::new(

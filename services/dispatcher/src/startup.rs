@@ -13,15 +13,12 @@ use crate::channels::webhook::{WebhookClientError, Webhooks};
 use crate::dispatch::Dispatch;
 
 /// Why a dispatcher could not start.
+pub type StartError = sprayer_shared::StartError<ChannelError>;
+
+/// What only a dispatcher can fail at when it starts: its channel's client.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// MongoDB could not be set up.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// Redis could not be set up.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    /// The channel's client could not be set up.
+pub enum ChannelError {
+    /// The webhook client could not be set up.
     #[error("{0}")]
     Client(#[from] WebhookClientError),
     /// The push client could not be set up.
@@ -30,12 +27,6 @@ pub enum StartError {
     /// The channel has no dispatcher yet.
     #[error("channel {0} has no dispatcher in this version")]
     Unsupported(Channel),
-    /// The ops listener could not be set up.
-    #[error("ops endpoints: {0}")]
-    Listen(#[from] sprayer_shared::listen::ListenError),
-    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
-    #[error("{0}")]
-    Amqp(#[from] sprayer_shared::amqp::AmqpError),
 }
 
 /// A built dispatcher.
@@ -53,9 +44,15 @@ impl Dispatcher {
             Brokers::for_settings(&settings.amqp)?,
             Topology::new(&settings.amqp),
         ));
-        let push_client = || crate::channels::push_client(&settings.push);
+        let push_client = || {
+            crate::channels::push_client(&settings.push)
+                .map_err(|error| StartError::Service(error.into()))
+        };
         let sender: Arc<dyn Sender> = match channel {
-            Channel::Http => Arc::new(Webhooks::new(&settings.webhook)?),
+            Channel::Http => Arc::new(
+                Webhooks::new(&settings.webhook)
+                    .map_err(|error| StartError::Service(error.into()))?,
+            ),
             Channel::Email => Arc::new(crate::channels::email::Mailer::default()),
             Channel::Apns => Arc::new(crate::channels::apns::Apns::new(
                 push_client()?,
@@ -68,7 +65,7 @@ impl Dispatcher {
                 redis.clone(),
                 publisher.clone(),
             )),
-            other => return Err(StartError::Unsupported(other)),
+            other => return Err(StartError::Service(ChannelError::Unsupported(other))),
         };
         Ok(Dispatcher {
             dispatch: Arc::new(Dispatch {

@@ -10,18 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::consumer::Feed;
 
 /// Why the feeder could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The MongoDB client could not be set up.
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    /// The ops listener could not be set up.
-    #[error("ops endpoints: {0}")]
-    Listen(#[from] sprayer_shared::listen::ListenError),
-    /// The RabbitMQ TLS files (`amqp.ca_file`, `amqp.cert_file`, `amqp.key_file`) cannot be used.
-    #[error("{0}")]
-    Amqp(#[from] sprayer_shared::amqp::AmqpError),
-}
+pub type StartError = sprayer_shared::StartError;
 
 /// A built feeder.
 pub struct Feeder {

@@ -19,13 +19,13 @@ use tokio_util::sync::CancellationToken;
 pub enum StartError {
     /// The accepter could not start.
     #[error("accepter: {0}")]
-    Accepter(#[from] sprayer_accepter::startup::StartError),
+    Accepter(sprayer_accepter::startup::StartError),
     /// A dispatcher could not start.
     #[error("dispatcher: {0}")]
     Dispatcher(#[from] sprayer_dispatcher::startup::StartError),
     /// The feeder could not start.
     #[error("feeder: {0}")]
-    Feeder(#[from] sprayer_feeder::startup::StartError),
+    Feeder(sprayer_feeder::startup::StartError),
     /// The deliverer could not start.
     #[error("deliverer: {0}")]
     Deliverer(#[from] sprayer_deliverer::startup::StartError),
@@ -94,12 +94,20 @@ impl Sprayer {
             None
         };
         let feeder = if roles.contains(&Role::Feeder) {
-            Some(Feeder::build(settings.clone()).await?)
+            Some(
+                Feeder::build(settings.clone())
+                    .await
+                    .map_err(StartError::Feeder)?,
+            )
         } else {
             None
         };
         let accepter = if all {
-            Some(Accepter::build(settings).await?)
+            Some(
+                Accepter::build(settings)
+                    .await
+                    .map_err(StartError::Accepter)?,
+            )
         } else {
             None
         };

@@ -21,9 +21,7 @@ pub struct Outgoing {
     pub kind: Option<&'static str>,
 }
 
-/// The AMQP `type` of a message that carries several jobs (`{"jobs": [...]}`); see
-/// [`crate::model::decode_jobs`].
-pub const JOB_BATCH_KIND: &str = "jobs";
+pub use crate::model::JOB_BATCH_KIND;
 
 /// `{"<field>":[<item>,...]}` from items that are JSON already.
 fn json_object_of_array(field: &str, items: &[Vec<u8>]) -> Vec<u8> {

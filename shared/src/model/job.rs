@@ -103,7 +103,11 @@ impl Job {
     }
 }
 
-/// Several jobs in one broker message (AMQP `type` [`crate::amqp::JOB_BATCH_KIND`]): the
+/// The AMQP `type` of a message that carries several jobs (`{"jobs": [...]}`); see
+/// [`decode_jobs`].
+pub const JOB_BATCH_KIND: &str = "jobs";
+
+/// Several jobs in one broker message (AMQP `type` [`JOB_BATCH_KIND`]): the
 /// accepter gathers the jobs of concurrent requests for one channel into one publish.
 #[derive(Debug, Deserialize)]
 struct JobBatch {
@@ -111,9 +115,9 @@ struct JobBatch {
 }
 
 /// The jobs a broker message on `jobs.<channel>` carries: a batch when its AMQP `type` is
-/// [`crate::amqp::JOB_BATCH_KIND`], one job otherwise.
+/// [`JOB_BATCH_KIND`], one job otherwise.
 pub fn decode_jobs(kind: Option<&str>, body: &[u8]) -> Result<Vec<Job>, serde_json::Error> {
-    if kind == Some(crate::amqp::JOB_BATCH_KIND) {
+    if kind == Some(JOB_BATCH_KIND) {
         Ok(serde_json::from_slice::<JobBatch>(body)?.jobs)
     } else {
         Ok(vec![serde_json::from_slice(body)?])

@@ -15,7 +15,7 @@ pub use endpoint::{
     WebpushKeys, WsEndpoint, parse_address, redacted_address, valid_email, valid_msisdn,
 };
 pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, NodeId, UserId};
-pub use job::{Content, Job, JobTarget, PendingDelivery, Priority, decode_jobs};
+pub use job::{Content, JOB_BATCH_KIND, Job, JobTarget, PendingDelivery, Priority, decode_jobs};
 pub use providers::{
     ApnsEnvironment, ApnsProvider, EmailProvider, FcmProvider, Providers, SmsProvider, SmtpTls,
     WebpushProvider,

@@ -5,7 +5,7 @@
 //! implements [`ProviderChannel`] instead and gets [`Sender`] from it: the app's settings and the
 //! parsed address arrive ready, and an app without settings or an unreadable address is reported
 //! the same way on every channel. A new provider channel is one file implementing that trait (and
-//! its arm in [`crate::app`]).
+//! its arm in [`crate::startup`]).
 //!
 //! - [`apns`], [`fcm`] and [`webpush`]: HTTP push providers, over [`push_client`];
 //! - [`email`]: SMTP relays; [`sms`]: SMPP binds and their delivery receipts;
