@@ -15,9 +15,9 @@ use sprayer_shared::amqp::Topology;
 use sprayer_shared::model::{AppId, Channel, GroupId};
 use tokio::io::AsyncReadExt;
 
-use crate::helpers::{Hit, Receiver, TestApp, wait_until, webhook_secret};
-use crate::outages::queue_depth_at;
-use crate::owned::{OwnedMongo, OwnedRabbit, OwnedRedis, SprayerProcess};
+use crate::faults::outages::queue_depth_at;
+use crate::support::helpers::{Hit, Receiver, TestApp, wait_until, webhook_secret};
+use crate::support::owned::{OwnedMongo, OwnedRabbit, OwnedRedis, SprayerProcess};
 
 /// Registers users `<prefix>0..` with a webhook each (path = user) and puts them in `group`.
 async fn register_group(
@@ -481,11 +481,11 @@ async fn hanging_and_resetting_receivers_time_out_retry_and_slow_no_one_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_deliverer_rides_out_a_redis_restart_and_loses_no_websocket_message() {
-    use crate::wsclient::WsClient;
+    use crate::support::ws_client::WsClient;
     const WAIT: Duration = Duration::from_secs(30);
     let mut redis = OwnedRedis::start().await;
     let app = TestApp::spawn_with(|settings| {
-        crate::helpers::serve_ws(settings);
+        crate::support::helpers::serve_ws(settings);
         settings.redis.url = redis.url();
     })
     .await;

@@ -7,9 +7,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::fcm_peer::FcmPeer;
-use crate::helpers::{TestApp, wait_until};
-use crate::peers::tempdir::TempDir;
+use crate::support::fcm_peer::FcmPeer;
+use crate::support::helpers::{TestApp, wait_until};
+use crate::support::peers::tempdir::TempDir;
 
 /// A service account's RSA key pair: (PKCS#8 private PEM, public PEM).
 fn rsa_key_pair() -> (String, String) {

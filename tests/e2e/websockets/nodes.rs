@@ -12,8 +12,8 @@ use sprayer_shared::model::now_ms;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{REDIS_URL, TestApp, serve_ws, wait_until};
-use crate::wsclient::{Frame, WsClient};
+use crate::support::helpers::{REDIS_URL, TestApp, serve_ws, wait_until};
+use crate::support::ws_client::{Frame, WsClient};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -200,7 +200,8 @@ async fn two_nodes_share_users_and_a_killed_node_loses_nothing() {
     // that it is the active consumer of jobs.ws; node B in the test.
     let app =
         TestApp::spawn_roles(serve_ws, &[Role::Accepter, Role::Dispatchers, Role::Feeder]).await;
-    let mut node_a = NodeProcess::start(&app.settings, &crate::helpers::unique("node-a-")).await;
+    let mut node_a =
+        NodeProcess::start(&app.settings, &crate::support::helpers::unique("node-a-")).await;
     let active = wait_until(WAIT, || async {
         (jobs_ws_consumers(&app.settings).await >= 1).then_some(())
     })

@@ -9,7 +9,7 @@ use sprayer_shared::model::{
     AppId, Channel, Content, Job, JobTarget, MessageId, Priority, UserId, now_ms,
 };
 
-use crate::helpers::{
+use crate::support::helpers::{
     Receiver, TestApp, register_users, serve_ws, signature_valid, wait_until, webhook_secret,
 };
 

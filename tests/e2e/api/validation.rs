@@ -3,8 +3,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, webhook_secret};
-use crate::outages::queue_depth;
+use crate::faults::outages::queue_depth;
+use crate::support::helpers::{TestApp, webhook_secret};
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::helpers::{Behavior, Receiver, TestApp, wait_until, webhook_secret};
-use crate::peers::root;
-use crate::peers::tempdir::TempDir;
+use crate::support::helpers::{Behavior, Receiver, TestApp, wait_until, webhook_secret};
+use crate::support::peers::root;
+use crate::support::peers::tempdir::TempDir;
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::helpers::{TestApp, serve_ws};
-use crate::peers::root;
+use crate::support::helpers::{TestApp, serve_ws};
+use crate::support::peers::root;
 
 fn schemathesis() -> PathBuf {
     let stack =

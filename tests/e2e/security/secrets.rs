@@ -11,8 +11,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::helpers::{Receiver, test_settings, unique, wait_until, webhook_secret};
-use crate::owned::SprayerProcess;
+use crate::support::helpers::{Receiver, test_settings, unique, wait_until, webhook_secret};
+use crate::support::owned::SprayerProcess;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs_or_an_error_body() {

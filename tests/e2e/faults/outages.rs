@@ -8,7 +8,7 @@ use serde_json::json;
 use sprayer_accepter::Accepter;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{AMQP_URL, TestApp, require_servers, test_settings};
+use crate::support::helpers::{AMQP_URL, TestApp, require_servers, test_settings};
 
 /// Messages ready in `queue` (0 when it does not exist).
 pub async fn queue_depth(queue: &str) -> u32 {

@@ -15,10 +15,10 @@ use sprayer_shared::Settings;
 use sprayer_shared::config::QueueType;
 use sprayer_shared::model::Channel;
 
-use crate::helpers::{
+use crate::support::helpers::{
     Hit, Receiver, TestApp, register_group, signature_valid, wait_until, webhook_secret,
 };
-use crate::owned::OwnedRabbitCluster;
+use crate::support::owned::OwnedRabbitCluster;
 
 /// Sprayer on `cluster`: quorum queues, every node listed, the first node first.
 fn on_cluster(settings: &mut Settings, cluster: &OwnedRabbitCluster) {

@@ -9,7 +9,7 @@ use sprayer_shared::model::{
     AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
 };
 
-use crate::helpers::{TestApp, wait_until};
+use crate::support::helpers::{TestApp, wait_until};
 
 fn event(
     app: &AppId,

@@ -11,12 +11,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{
+use crate::support::helpers::{
     Behavior, Receiver, TestApp, register_group, serve_ws, test_settings, webhook_secret,
 };
-use crate::owned::{OwnedRabbit, OwnedRedis};
-use crate::peers::TestCa;
-use crate::wsclient::WsClient;
+use crate::support::owned::{OwnedRabbit, OwnedRedis};
+use crate::support::peers::TestCa;
+use crate::support::ws_client::WsClient;
 use sprayer::Sprayer;
 
 async fn put_webhook_status(app: &TestApp, user: &str, url: &str) -> (u16, Value) {
@@ -358,7 +358,7 @@ async fn every_listener_serves_tls_when_configured() {
         key: ca.dir.path().join("server.key"),
     };
     let app = TestApp::spawn_with(|settings| {
-        crate::helpers::serve_ws(settings);
+        crate::support::helpers::serve_ws(settings);
         settings.accepter.tls = Some(tls.clone());
         settings.admin.tls = Some(tls.clone());
         settings.deliverer.tls = Some(tls.clone());

@@ -16,13 +16,13 @@ use sprayer::Role;
 use sprayer_shared::Settings;
 use sprayer_shared::config::RedisSettings;
 
-use crate::helpers::{
+use crate::support::helpers::{
     Behavior, Hit, Receiver, TestApp, register_group, serve_ws, signature_valid, wait_until,
     webhook_secret,
 };
-use crate::owned::OwnedRedisCluster;
-use crate::peers::TestCa;
-use crate::wsclient::{Frame, WsClient};
+use crate::support::owned::OwnedRedisCluster;
+use crate::support::peers::TestCa;
+use crate::support::ws_client::{Frame, WsClient};
 
 /// Sprayer on `cluster`: cluster mode, every node listed.
 fn on_cluster(settings: &mut Settings, cluster: &OwnedRedisCluster) {

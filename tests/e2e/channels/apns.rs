@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::helpers::{TestApp, wait_until};
-use crate::peers::{ApnsPeer, TestCa, p256_key_pair};
+use crate::support::helpers::{TestApp, wait_until};
+use crate::support::peers::{ApnsPeer, TestCa, p256_key_pair};
 
 const TOPIC: &str = "com.example.shop";
 

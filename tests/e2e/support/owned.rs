@@ -14,8 +14,8 @@ use sprayer_shared::config::QueueType;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{unique, wait_until};
-use crate::peers::{free_port, root, tempdir::TempDir};
+use crate::support::helpers::{unique, wait_until};
+use crate::support::peers::{free_port, root, tempdir::TempDir};
 
 /// Whether something accepts connections on the loopback `port`.
 pub async fn port_open(port: u16) -> bool {

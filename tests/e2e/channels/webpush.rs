@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
 
-use crate::helpers::{TestApp, wait_until};
-use crate::peers::WebpushPeer;
+use crate::support::helpers::{TestApp, wait_until};
+use crate::support::peers::WebpushPeer;
 
 /// A VAPID key pair: (private key for the provider settings, public key browsers get).
 fn vapid_keys() -> (String, String) {

@@ -8,8 +8,8 @@ use mailparse::MailHeaderMap;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, wait_until};
-use crate::peers::SmtpPeer;
+use crate::support::helpers::{TestApp, wait_until};
+use crate::support::peers::SmtpPeer;
 
 fn relay(peer: &SmtpPeer, from: &str) -> serde_json::Value {
     json!({ "host": "127.0.0.1", "port": peer.peer.port, "tls": "none", "from": from })

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, serve_ws};
-use crate::peers::root;
+use crate::support::helpers::{TestApp, serve_ws};
+use crate::support::peers::root;
 
 const WAIT: Duration = Duration::from_secs(60);
 

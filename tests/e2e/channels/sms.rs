@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::helpers::{TestApp, wait_until};
-use crate::peers::SmscPeer;
+use crate::support::helpers::{TestApp, wait_until};
+use crate::support::peers::SmscPeer;
 
 async fn sms_app() -> TestApp {
     TestApp::spawn_with(|settings| {
