@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::helpers::{TestApp, webhook_secret};
+use crate::support::app::TestApp;
+use crate::support::receiver::webhook_secret;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_without_downtime_and_revoked_keys_stop_working() {

@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::support::helpers::{Behavior, Receiver, TestApp, wait_until, webhook_secret};
-use crate::support::peers::root;
-use crate::support::peers::tempdir::TempDir;
+use crate::support::app::TestApp;
+use crate::support::local::{TempDir, root};
+use crate::support::receiver::{Behavior, Receiver, webhook_secret};
+use crate::support::wait::wait_until;
 
 const WAIT: Duration = Duration::from_secs(60);
 

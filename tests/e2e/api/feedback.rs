@@ -9,7 +9,8 @@ use sprayer_shared::model::{
     AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
 };
 
-use crate::support::helpers::{TestApp, wait_until};
+use crate::support::app::TestApp;
+use crate::support::wait::wait_until;
 
 fn event(
     app: &AppId,

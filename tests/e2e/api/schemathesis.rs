@@ -5,8 +5,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::helpers::{TestApp, serve_ws};
-use crate::support::peers::root;
+use crate::support::app::TestApp;
+use crate::support::local::root;
+use crate::support::stack::serve_ws;
 
 fn schemathesis() -> PathBuf {
     let stack =

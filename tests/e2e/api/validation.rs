@@ -3,8 +3,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::faults::outages::queue_depth;
-use crate::support::helpers::{TestApp, webhook_secret};
+use crate::support::app::TestApp;
+use crate::support::receiver::webhook_secret;
+use crate::support::stack::queue_depth;
 
 async fn problem(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();

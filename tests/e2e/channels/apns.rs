@@ -8,8 +8,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::support::helpers::{TestApp, wait_until};
-use crate::support::peers::{ApnsPeer, TestCa, p256_key_pair};
+use crate::support::app::TestApp;
+use crate::support::certificates::{TestCa, p256_key_pair};
+use crate::support::peers::apns::ApnsPeer;
+use crate::support::wait::wait_until;
 
 const TOPIC: &str = "com.example.shop";
 

@@ -8,8 +8,9 @@ use mailparse::MailHeaderMap;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::helpers::{TestApp, wait_until};
-use crate::support::peers::SmtpPeer;
+use crate::support::app::TestApp;
+use crate::support::peers::smtp::SmtpPeer;
+use crate::support::wait::wait_until;
 
 fn relay(peer: &SmtpPeer, from: &str) -> serde_json::Value {
     json!({ "host": "127.0.0.1", "port": peer.peer.port, "tls": "none", "from": from })

@@ -7,9 +7,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::support::fcm_peer::FcmPeer;
-use crate::support::helpers::{TestApp, wait_until};
-use crate::support::peers::tempdir::TempDir;
+use crate::support::app::TestApp;
+use crate::support::local::TempDir;
+use crate::support::peers::fcm::FcmPeer;
+use crate::support::wait::wait_until;
 
 /// A service account's RSA key pair: (PKCS#8 private PEM, public PEM).
 fn rsa_key_pair() -> (String, String) {

@@ -8,8 +8,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::support::helpers::{TestApp, wait_until};
-use crate::support::peers::SmscPeer;
+use crate::support::app::TestApp;
+use crate::support::peers::smsc::SmscPeer;
+use crate::support::wait::wait_until;
 
 async fn sms_app() -> TestApp {
     TestApp::spawn_with(|settings| {

@@ -9,9 +9,10 @@ use sprayer_shared::model::{
     AppId, Channel, Content, Job, JobTarget, MessageId, Priority, UserId, now_ms,
 };
 
-use crate::support::helpers::{
-    Receiver, TestApp, register_users, serve_ws, signature_valid, wait_until, webhook_secret,
-};
+use crate::support::app::TestApp;
+use crate::support::receiver::{Receiver, register_users, signature_valid, webhook_secret};
+use crate::support::stack::serve_ws;
+use crate::support::wait::wait_until;
 
 /// Checks that each of `users` got exactly one signed request for `message`.
 fn assert_exactly_once(receiver: &Receiver, secret: &str, users: &[String], message: &str) {

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
 
-use crate::support::helpers::{TestApp, wait_until};
-use crate::support::peers::WebpushPeer;
+use crate::support::app::TestApp;
+use crate::support::peers::webpush::WebpushPeer;
+use crate::support::wait::wait_until;
 
 /// A VAPID key pair: (private key for the provider settings, public key browsers get).
 fn vapid_keys() -> (String, String) {

@@ -2,39 +2,12 @@
 
 use std::time::Duration;
 
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde_json::json;
 use sprayer_accepter::Accepter;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::helpers::{AMQP_URL, TestApp, require_servers, test_settings};
-
-/// Messages ready in `queue` (0 when it does not exist).
-pub async fn queue_depth(queue: &str) -> u32 {
-    queue_depth_at(AMQP_URL, queue).await
-}
-
-/// Messages ready in `queue` of the broker at `url` (0 when it does not exist).
-pub async fn queue_depth_at(url: &str, queue: &str) -> u32 {
-    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
-        .await
-        .expect("rabbitmq");
-    let channel = connection.create_channel().await.expect("channel");
-    let options = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let depth = match channel
-        .queue_declare(queue.into(), options, FieldTable::default())
-        .await
-    {
-        Ok(declared) => declared.message_count(),
-        Err(_) => 0,
-    };
-    let _ = connection.close(200, "bye".into()).await;
-    depth
-}
+use crate::support::app::TestApp;
+use crate::support::stack::{require_servers, test_settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_rabbitmq_unreachable_messages_get_503_never_202() {

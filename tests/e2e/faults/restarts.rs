@@ -15,9 +15,14 @@ use sprayer_shared::amqp::Topology;
 use sprayer_shared::model::{AppId, Channel, GroupId};
 use tokio::io::AsyncReadExt;
 
-use crate::faults::outages::queue_depth_at;
-use crate::support::helpers::{Hit, Receiver, TestApp, wait_until, webhook_secret};
-use crate::support::owned::{OwnedMongo, OwnedRabbit, OwnedRedis, SprayerProcess};
+use crate::support::app::TestApp;
+use crate::support::owned::mongo::OwnedMongo;
+use crate::support::owned::process::SprayerProcess;
+use crate::support::owned::rabbitmq::OwnedRabbit;
+use crate::support::owned::redis::OwnedRedis;
+use crate::support::receiver::{Hit, Receiver, webhook_secret};
+use crate::support::stack::queue_depth_at;
+use crate::support::wait::wait_until;
 
 /// Registers users `<prefix>0..` with a webhook each (path = user) and puts them in `group`.
 async fn register_group(
@@ -485,7 +490,7 @@ async fn the_deliverer_rides_out_a_redis_restart_and_loses_no_websocket_message(
     const WAIT: Duration = Duration::from_secs(30);
     let mut redis = OwnedRedis::start().await;
     let app = TestApp::spawn_with(|settings| {
-        crate::support::helpers::serve_ws(settings);
+        crate::support::stack::serve_ws(settings);
         settings.redis.url = redis.url();
     })
     .await;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::helpers::{
-    Behavior, Receiver, TestApp, signature_valid, wait_until, webhook_secret,
-};
+use crate::support::app::TestApp;
+use crate::support::receiver::{Behavior, Receiver, signature_valid, webhook_secret};
+use crate::support::wait::wait_until;
 
 async fn delivery(app: &TestApp, id: &str) -> serde_json::Value {
     let deliveries = app.all_deliveries(id, 10).await;
@@ -121,7 +121,7 @@ async fn a_receiver_failing_past_the_last_tier_ends_failed_and_dead_lettered() {
     assert_eq!(receiver.hits_for("erin").len(), 4);
     let dead = format!("{}jobs.http.dead", app.settings.amqp.prefix);
     let depth = wait_until(Duration::from_secs(5), || async {
-        let depth = crate::faults::outages::queue_depth(&dead).await;
+        let depth = crate::support::stack::queue_depth(&dead).await;
         (depth == 1).then_some(depth)
     })
     .await;

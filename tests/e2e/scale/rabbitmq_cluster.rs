@@ -15,10 +15,10 @@ use sprayer_shared::Settings;
 use sprayer_shared::config::QueueType;
 use sprayer_shared::model::Channel;
 
-use crate::support::helpers::{
-    Hit, Receiver, TestApp, register_group, signature_valid, wait_until, webhook_secret,
-};
-use crate::support::owned::OwnedRabbitCluster;
+use crate::support::app::TestApp;
+use crate::support::owned::rabbitmq::OwnedRabbitCluster;
+use crate::support::receiver::{Hit, Receiver, register_group, signature_valid, webhook_secret};
+use crate::support::wait::wait_until;
 
 /// Sprayer on `cluster`: quorum queues, every node listed, the first node first.
 fn on_cluster(settings: &mut Settings, cluster: &OwnedRabbitCluster) {

@@ -5,7 +5,8 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::helpers::{Receiver, TestApp, webhook_secret};
+use crate::support::app::TestApp;
+use crate::support::receiver::{Receiver, webhook_secret};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_app_gets_404_for_everything_of_this_app_and_cannot_reach_its_group() {
@@ -61,7 +62,7 @@ async fn another_app_gets_404_for_everything_of_this_app_and_cannot_reach_its_gr
     assert_eq!(response.status(), 202);
     let theirs: serde_json::Value = response.json().await.expect("json");
     let theirs = theirs["id"].as_str().expect("id").to_owned();
-    let summary = crate::support::helpers::wait_until(Duration::from_secs(10), || async {
+    let summary = crate::support::wait::wait_until(Duration::from_secs(10), || async {
         let response = app
             .request_as(&other_key, Method::GET, &format!("/v1/messages/{theirs}"))
             .send()

@@ -11,8 +11,10 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
-use crate::support::helpers::{Receiver, test_settings, unique, wait_until, webhook_secret};
-use crate::support::owned::SprayerProcess;
+use crate::support::owned::process::SprayerProcess;
+use crate::support::receiver::{Receiver, webhook_secret};
+use crate::support::stack::{test_settings, unique};
+use crate::support::wait::wait_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs_or_an_error_body() {

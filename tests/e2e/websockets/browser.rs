@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::support::helpers::{TestApp, serve_ws};
-use crate::support::peers::root;
+use crate::support::app::TestApp;
+use crate::support::local::root;
+use crate::support::stack::serve_ws;
 
 const WAIT: Duration = Duration::from_secs(60);
 

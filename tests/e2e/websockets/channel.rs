@@ -7,7 +7,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use sprayer_shared::model::{AppId, UserId, now_ms};
 
-use crate::support::helpers::{TestApp, serve_ws, wait_until};
+use crate::support::app::TestApp;
+use crate::support::stack::serve_ws;
+use crate::support::wait::wait_until;
 use crate::support::ws_client::{Frame, WsClient};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -299,7 +301,7 @@ async fn a_silent_socket_is_closed_as_idle() {
 async fn a_stopping_node_tells_its_sockets_to_reconnect_elsewhere() {
     let app = spawn().await;
     let mut settings = app.settings.clone();
-    settings.deliverer.node_id = Some(crate::support::helpers::unique("leaving-"));
+    settings.deliverer.node_id = Some(crate::support::stack::unique("leaving-"));
     let node = sprayer_deliverer::Deliverer::build(settings)
         .await
         .expect("a second node starts");
@@ -323,7 +325,7 @@ async fn a_stopping_node_tells_its_sockets_to_reconnect_elsewhere() {
         "the node stops cleanly: {stopped:?}"
     );
     // The user is no longer listed on the stopped node.
-    let redis = redis::Client::open(crate::support::helpers::REDIS_URL)
+    let redis = redis::Client::open(crate::support::stack::REDIS_URL)
         .expect("redis")
         .get_multiplexed_async_connection()
         .await

@@ -12,7 +12,9 @@ use sprayer_shared::model::now_ms;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::helpers::{REDIS_URL, TestApp, serve_ws, wait_until};
+use crate::support::app::TestApp;
+use crate::support::stack::{REDIS_URL, serve_ws};
+use crate::support::wait::wait_until;
 use crate::support::ws_client::{Frame, WsClient};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -201,7 +203,7 @@ async fn two_nodes_share_users_and_a_killed_node_loses_nothing() {
     let app =
         TestApp::spawn_roles(serve_ws, &[Role::Accepter, Role::Dispatchers, Role::Feeder]).await;
     let mut node_a =
-        NodeProcess::start(&app.settings, &crate::support::helpers::unique("node-a-")).await;
+        NodeProcess::start(&app.settings, &crate::support::stack::unique("node-a-")).await;
     let active = wait_until(WAIT, || async {
         (jobs_ws_consumers(&app.settings).await >= 1).then_some(())
     })
