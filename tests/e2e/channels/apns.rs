@@ -4,12 +4,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
 use crate::support::app::TestApp;
 use crate::support::certificates::{TestCa, p256_key_pair};
+use crate::support::isolation::{AppSide, TwoApps, assert_apps_do_not_cross};
 use crate::support::peers::apns::ApnsPeer;
 use crate::support::wait::wait_until;
 
@@ -179,52 +179,41 @@ async fn apps_with_their_own_apns_keys_never_cross_and_oversize_payloads_are_ref
     let first_peer = ApnsPeer::start(&ca, &first_public, "TEAMAAAAAA", "KEYAAAAAAA", TOPIC);
     let second_peer = ApnsPeer::start(&ca, &second_public, "TEAMBBBBBB", "KEYBBBBBBB", TOPIC);
     let app = apns_app(&ca).await;
-    let (other_app, other_key) = app.create_app("other").await;
-    app.set_provider(
-        &app.app,
-        "apns",
-        &provider(&first_peer, "TEAMAAAAAA", "KEYAAAAAAA", &first_key),
+    let device = json!({ "token": token("cd", 7) });
+    let two = TwoApps {
+        channel: "apns",
+        device: "iphone",
+        content: json!({ "body": "hi" }),
+        sides: [
+            AppSide {
+                provider: Some(provider(
+                    &first_peer,
+                    "TEAMAAAAAA",
+                    "KEYAAAAAAA",
+                    &first_key,
+                )),
+                address: device.clone(),
+            },
+            AppSide {
+                provider: Some(provider(
+                    &second_peer,
+                    "TEAMBBBBBB",
+                    "KEYBBBBBBB",
+                    &second_key,
+                )),
+                address: device,
+            },
+        ],
+    };
+    // Each peer checks the provider token against its app's key: 200 means signed with it.
+    let peers = [&first_peer, &second_peer];
+    assert_apps_do_not_cross(
+        &app,
+        two,
+        |side| std::future::ready(peers[side].requests()),
+        |_, request| request["status"] == 200,
     )
     .await;
-    app.set_provider(
-        &other_app,
-        "apns",
-        &provider(&second_peer, "TEAMBBBBBB", "KEYBBBBBBB", &second_key),
-    )
-    .await;
-    let device = token("cd", 7);
-    for key in [&app.key, &other_key] {
-        assert_eq!(
-            app.put_endpoint_as(key, "same", "apns", "iphone", &json!({ "token": device }))
-                .await,
-            201
-        );
-    }
-    let body =
-        json!({ "to": { "user": "same" }, "channels": ["apns"], "content": { "body": "hi" } });
-    app.send_ok(&body).await;
-    let response = app
-        .request_as(&other_key, Method::POST, "/v1/messages")
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status(), 202);
-    for peer in [&first_peer, &second_peer] {
-        let arrived = wait_until(Duration::from_secs(20), || async {
-            (peer.requests().len() == 1).then_some(())
-        })
-        .await;
-        assert!(
-            arrived.is_some(),
-            "each peer gets exactly its own app's push"
-        );
-        assert_eq!(
-            peer.requests()[0]["status"],
-            200,
-            "signed with that app's key"
-        );
-    }
 
     let (status, problem) = app
         .send(&json!({ "to": { "user": "same" }, "channels": ["apns"], "content": { "body": "x".repeat(5000) } }), None)

@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::support::app::TestApp;
+use crate::support::isolation::{AppSide, TwoApps, assert_apps_do_not_cross};
 use crate::support::peers::smtp::SmtpPeer;
 use crate::support::wait::wait_until;
 
@@ -191,54 +192,40 @@ async fn a_group_gets_multipart_mail_refused_addresses_are_pruned_and_busy_ones_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_apps_send_through_their_own_relays_and_without_one_deliveries_fail() {
     let app = TestApp::spawn_with(email_app()).await;
-    let (other_app, other_key) = app.create_app("other").await;
     let (mine, theirs) = (SmtpPeer::start(), SmtpPeer::start());
-    app.set_provider(&app.app, "email", &relay(&mine, "Mine <a@mine.example>"))
-        .await;
-    app.set_provider(
-        &other_app,
-        "email",
-        &relay(&theirs, "Theirs <b@theirs.example>"),
-    )
-    .await;
-    for key in [&app.key, &other_key] {
-        let status = app
-            .put_endpoint_as(
-                key,
-                "same-user",
-                "email",
-                "inbox",
-                &json!({ "address": "same@example.com" }),
-            )
-            .await;
-        assert_eq!(status, 201);
-    }
-    let body = json!({ "to": { "user": "same-user" }, "channels": ["email"], "content": { "title": "hi", "body": "x" } });
-    let first = app.send_ok(&body).await;
-    let response = app
-        .request_as(&other_key, Method::POST, "/v1/messages")
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status(), 202);
-    app.wait_for_status(&first, "email", "sent", 1, Duration::from_secs(20))
-        .await;
-    wait_until(Duration::from_secs(20), || async {
-        (theirs.mails().len() == 1).then_some(())
-    })
-    .await
-    .expect("their mail");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (peer, from) in [
+    let relays = [
         (&mine, "Mine <a@mine.example>"),
         (&theirs, "Theirs <b@theirs.example>"),
-    ] {
-        let mails = peer.mails();
-        assert_eq!(mails.len(), 1);
-        let mail = mailparse::parse_mail(&mails[0]).expect("mail");
-        assert_eq!(mail.headers.get_first_value("From").as_deref(), Some(from));
-    }
+    ];
+    let address = json!({ "address": "same@example.com" });
+    let two = TwoApps {
+        channel: "email",
+        device: "inbox",
+        content: json!({ "title": "hi", "body": "x" }),
+        sides: relays.map(|(peer, from)| AppSide {
+            provider: Some(relay(peer, from)),
+            address: address.clone(),
+        }),
+    };
+    // What each relay got, by its From header.
+    let senders = |side: usize| {
+        let froms: Vec<Option<String>> = relays[side]
+            .0
+            .mails()
+            .iter()
+            .map(|mail| {
+                let mail = mailparse::parse_mail(mail).expect("mail");
+                mail.headers.get_first_value("From")
+            })
+            .collect();
+        std::future::ready(froms)
+    };
+    let [first, _] = assert_apps_do_not_cross(&app, two, senders, |side, from| {
+        from.as_deref() == Some(relays[side].1)
+    })
+    .await;
+    app.wait_for_status(&first, "email", "sent", 1, Duration::from_secs(20))
+        .await;
 
     // An app without a relay: the delivery fails, saying why.
     let (_, bare_key) = app.create_app("bare").await;

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
 use crate::support::app::TestApp;
+use crate::support::isolation::{AppSide, TwoApps, assert_apps_do_not_cross};
 use crate::support::local::TempDir;
 use crate::support::peers::fcm::FcmPeer;
 use crate::support::wait::wait_until;
@@ -148,61 +148,38 @@ async fn apps_with_their_own_service_accounts_never_cross() {
     let first = FcmPeer::start("a@first.iam.gserviceaccount.com", &first_public).await;
     let second = FcmPeer::start("b@second.iam.gserviceaccount.com", &second_public).await;
     let app = fcm_app().await;
-    let (other_app, other_key) = app.create_app("other").await;
-    app.set_provider(
-        &app.app,
-        "fcm",
-        &provider(
-            &first,
-            "a@first.iam.gserviceaccount.com",
-            &first_private,
-            "first",
-        ),
+    let device = json!({ "token": "shared-token" });
+    let two = TwoApps {
+        channel: "fcm",
+        device: "pixel",
+        content: json!({ "body": "hi" }),
+        sides: [
+            AppSide {
+                provider: Some(provider(
+                    &first,
+                    "a@first.iam.gserviceaccount.com",
+                    &first_private,
+                    "first",
+                )),
+                address: device.clone(),
+            },
+            AppSide {
+                provider: Some(provider(
+                    &second,
+                    "b@second.iam.gserviceaccount.com",
+                    &second_private,
+                    "second",
+                )),
+                address: device,
+            },
+        ],
+    };
+    let peers = [(&first, "first"), (&second, "second")];
+    assert_apps_do_not_cross(
+        &app,
+        two,
+        |side| std::future::ready(peers[side].0.sends()),
+        |side, send| send["project"] == peers[side].1,
     )
     .await;
-    app.set_provider(
-        &other_app,
-        "fcm",
-        &provider(
-            &second,
-            "b@second.iam.gserviceaccount.com",
-            &second_private,
-            "second",
-        ),
-    )
-    .await;
-    for key in [&app.key, &other_key] {
-        assert_eq!(
-            app.put_endpoint_as(
-                key,
-                "same",
-                "fcm",
-                "pixel",
-                &json!({ "token": "shared-token" })
-            )
-            .await,
-            201
-        );
-    }
-    let body =
-        json!({ "to": { "user": "same" }, "channels": ["fcm"], "content": { "body": "hi" } });
-    app.send_ok(&body).await;
-    let response = app
-        .request_as(&other_key, Method::POST, "/v1/messages")
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status(), 202);
-    for (peer, project) in [(&first, "first"), (&second, "second")] {
-        let arrived = wait_until(Duration::from_secs(20), || async {
-            (peer.sends().len() == 1).then_some(())
-        })
-        .await;
-        assert!(
-            arrived.is_some(),
-            "each peer gets exactly its own app's message"
-        );
-        assert_eq!(peer.sends()[0]["project"], project);
-    }
 }

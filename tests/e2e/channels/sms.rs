@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 
 use crate::support::app::TestApp;
+use crate::support::isolation::{AppSide, TwoApps, assert_apps_do_not_cross};
 use crate::support::peers::smsc::SmscPeer;
 use crate::support::wait::wait_until;
 
@@ -287,60 +288,34 @@ async fn apps_bind_with_their_own_smpp_accounts_and_never_cross() {
     let first = SmscPeer::start("first", "pw1", 50);
     let second = SmscPeer::start("second", "pw2", 50);
     let app = sms_app().await;
-    let (other_app, other_key) = app.create_app("other").await;
-    app.set_provider(&app.app, "sms", &account(&first, "first", "pw1", "First"))
-        .await;
-    app.set_provider(
-        &other_app,
-        "sms",
-        &account(&second, "second", "pw2", "Second"),
+    let smscs = [
+        (&first, "first", "pw1", "First"),
+        (&second, "second", "pw2", "Second"),
+    ];
+    let msisdn = json!({ "msisdn": "+31611112222" });
+    let two = TwoApps {
+        channel: "sms",
+        device: "mobile",
+        content: json!({ "body": "hello" }),
+        sides: smscs.map(|(peer, system_id, password, source)| AppSide {
+            provider: Some(account(peer, system_id, password, source)),
+            address: msisdn.clone(),
+        }),
+    };
+    // Each SMSC binds its own account: a submit carries the system id and source it bound with.
+    let [mine, _] = assert_apps_do_not_cross(
+        &app,
+        two,
+        |side| std::future::ready(smscs[side].0.accepted_submits()),
+        |side, submit| {
+            let (_, system_id, _, source) = smscs[side];
+            (submit["system_id"].as_str(), submit["source_addr"].as_str())
+                == (Some(system_id), Some(source))
+        },
     )
     .await;
-    for key in [&app.key, &other_key] {
-        assert_eq!(
-            app.put_endpoint_as(
-                key,
-                "same",
-                "sms",
-                "mobile",
-                &json!({ "msisdn": "+31611112222" })
-            )
-            .await,
-            201
-        );
-    }
-    let body =
-        json!({ "to": { "user": "same" }, "channels": ["sms"], "content": { "body": "hello" } });
-    let mine = app.send_ok(&body).await;
-    let response = app
-        .request_as(&other_key, Method::POST, "/v1/messages")
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status(), 202);
     app.wait_for_status(&mine, "sms", "delivered", 1, Duration::from_secs(20))
         .await;
-    let arrived = wait_until(Duration::from_secs(20), || async {
-        (second.accepted_submits().len() == 1).then_some(())
-    })
-    .await;
-    assert!(
-        arrived.is_some(),
-        "the other app's SMS went to its own SMSC"
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for (peer, system_id, source) in [(&first, "first", "First"), (&second, "second", "Second")] {
-        let submits = peer.accepted_submits();
-        assert_eq!(submits.len(), 1, "{system_id}");
-        assert_eq!(
-            (
-                submits[0]["system_id"].as_str(),
-                submits[0]["source_addr"].as_str()
-            ),
-            (Some(system_id), Some(source))
-        );
-    }
     let (status, _) = app
         .send(
             &json!({ "to": { "user": "same" }, "channels": ["sms"], "content": { "body": "x" } }),

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::Method;
 use serde_json::{Value, json};
 use sprayer_shared::model::Channel;
 use web_push_native::jwt_simple::algorithms::{ECDSAP256PublicKeyLike, ES256KeyPair};
 
 use crate::support::app::TestApp;
+use crate::support::isolation::{AppSide, TwoApps, assert_apps_do_not_cross};
 use crate::support::peers::webpush::WebpushPeer;
 use crate::support::wait::wait_until;
 
@@ -110,53 +110,46 @@ async fn a_group_gets_encrypted_pushes_and_expired_subscriptions_are_pruned() {
 async fn apps_sign_with_their_own_vapid_keys_and_bad_subscriptions_are_refused() {
     let peer = WebpushPeer::start();
     let app = webpush_app().await;
-    let (other_app, other_key) = app.create_app("other").await;
     let (first_private, first_public) = vapid_keys();
     let (second_private, second_public) = vapid_keys();
-    app.set_provider(
-        &app.app,
-        "webpush",
-        &json!({ "private_key": first_private, "subject": "mailto:a@first.example" }),
+    // One push service, a browser subscribed for each app.
+    let browsers = ["first-browser", "second-browser"];
+    let two = TwoApps {
+        channel: "webpush",
+        device: "firefox",
+        content: json!({ "body": "hi" }),
+        sides: [
+            AppSide {
+                provider: Some(
+                    json!({ "private_key": first_private, "subject": "mailto:a@first.example" }),
+                ),
+                address: peer.subscribe(browsers[0]).await,
+            },
+            AppSide {
+                provider: Some(
+                    json!({ "private_key": second_private, "subject": "https://second.example" }),
+                ),
+                address: peer.subscribe(browsers[1]).await,
+            },
+        ],
+    };
+    let public_keys = [&first_public, &second_public];
+    assert_apps_do_not_cross(
+        &app,
+        two,
+        |side| {
+            let (peer, browser) = (&peer, browsers[side]);
+            async move {
+                let pushes = peer.received().await;
+                pushes
+                    .into_iter()
+                    .filter(|push| push["name"] == browser)
+                    .collect()
+            }
+        },
+        |side, push| push["vapid"]["k"] == public_keys[side].as_str(),
     )
     .await;
-    app.set_provider(
-        &other_app,
-        "webpush",
-        &json!({ "private_key": second_private, "subject": "https://second.example" }),
-    )
-    .await;
-    for (key, name) in [(&app.key, "first-browser"), (&other_key, "second-browser")] {
-        let subscription = peer.subscribe(name).await;
-        assert_eq!(
-            app.put_endpoint_as(key, "same", "webpush", "firefox", &subscription)
-                .await,
-            201
-        );
-    }
-    let body =
-        json!({ "to": { "user": "same" }, "channels": ["webpush"], "content": { "body": "hi" } });
-    app.send_ok(&body).await;
-    let response = app
-        .request_as(&other_key, Method::POST, "/v1/messages")
-        .json(&body)
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(response.status(), 202);
-    let received = wait_until(Duration::from_secs(20), || async {
-        let received = peer.received().await;
-        (received.len() == 2).then_some(received)
-    })
-    .await
-    .expect("both pushes");
-    for push in received {
-        let expected = if push["name"] == "first-browser" {
-            &first_public
-        } else {
-            &second_public
-        };
-        assert_eq!(push["vapid"]["k"], expected.as_str(), "{push}");
-    }
 
     let bad = json!({ "endpoint": "https://push.example/x", "keys": { "p256dh": "AAAA", "auth": "AAAA" } });
     assert_eq!(

@@ -6,7 +6,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::support::app::TestApp;
-use crate::support::receiver::{Receiver, webhook_secret};
+use crate::support::isolation::{AppSide, TwoApps, assert_apps_do_not_cross};
+use crate::support::receiver::{Receiver, signature_valid, webhook_secret};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn another_app_gets_404_for_everything_of_this_app_and_cannot_reach_its_group() {
@@ -88,4 +89,31 @@ async fn another_app_gets_404_for_everything_of_this_app_and_cannot_reach_its_gr
     let (status, members) = app.get("/v1/groups/g1/members").await;
     assert_eq!(status, 200);
     assert_eq!(members["items"], json!(["u1"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_apps_with_a_user_of_the_same_id_each_reach_only_their_own_webhook() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let paths = ["first", "second"];
+    let secrets = [webhook_secret(), webhook_secret()];
+    let two = TwoApps {
+        channel: "http",
+        device: "d1",
+        content: json!({ "body": "hi" }),
+        sides: [0, 1].map(|side| AppSide {
+            provider: None,
+            address: json!({ "url": receiver.url(paths[side]), "secret": secrets[side] }),
+        }),
+    };
+    let messages = assert_apps_do_not_cross(
+        &app,
+        two,
+        |side| std::future::ready(receiver.hits_for(paths[side])),
+        |side, hit| signature_valid(&secrets[side], hit),
+    )
+    .await;
+    for (path, id) in paths.iter().zip(&messages) {
+        assert_eq!(&receiver.hits_for(path)[0].message_id(), id, "{path}");
+    }
 }

@@ -4,6 +4,7 @@
 //! - [`app`]: the app under test, every service in-process on port 0, and typed API calls.
 //! - [`receiver`]: the webhook receiver, webhook secrets and signatures.
 //! - [`wait`]: `wait_until`, polling a condition instead of sleeping.
+//! - [`isolation`]: the check that two apps of one installation never cross.
 //! - [`ws_client`]: a WebSocket client with deadlines, acks and close codes.
 //! - [`peers`]: the protocol peers of the channels (SMTP, APNs, FCM, web push, SMSC).
 //! - [`owned`]: servers and Sprayer processes a test owns and stops (RabbitMQ nodes and
@@ -13,6 +14,7 @@
 
 pub mod app;
 pub mod certificates;
+pub mod isolation;
 pub mod local;
 pub mod owned;
 pub mod peers;
