@@ -1,0 +1,135 @@
+//! The feeder's rank rule: duplicate and out-of-order status events leave each delivery at its
+//! highest status and the counts exact.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sprayer_shared::amqp::{Outgoing, Publisher, STATUS_ROUTING_KEY, Topology};
+use sprayer_shared::model::{
+    AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
+};
+
+use crate::support::app::TestApp;
+use crate::support::wait::wait_until;
+
+fn event(
+    app: &AppId,
+    message: &MessageId,
+    user: &str,
+    status: DeliveryStatus,
+    attempt: u32,
+) -> DeliveryEvent {
+    DeliveryEvent {
+        app: app.clone(),
+        message: message.clone(),
+        channel: Channel::Http,
+        user: UserId::parse(user).expect("valid"),
+        device: DeviceId::parse("d1").expect("valid"),
+        status,
+        attempt,
+        error: (status == DeliveryStatus::Queued).then(|| "receiver answered 500".to_owned()),
+        at: now_ms(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicate_and_late_events_never_move_a_delivery_back_and_counts_stay_exact() {
+    let app = TestApp::spawn().await;
+    // A real message (to nobody) gives the record the summary reads.
+    let id = app
+        .send_ok(&json!({ "to": { "user": "nobody" }, "content": { "body": "x" } }))
+        .await;
+    wait_until(Duration::from_secs(10), || async { app.summary(&id).await })
+        .await
+        .expect("recorded");
+
+    let app_id = AppId::parse(app.app.clone()).expect("valid");
+    let message = MessageId::parse(id.clone()).expect("valid");
+    let publisher = Publisher::new(&app.settings.amqp.url, Topology::new(&app.settings.amqp));
+    let publish = |events: Vec<DeliveryEvent>| {
+        let body = serde_json::to_vec(&StatusBatch {
+            messages: vec![],
+            deliveries: events,
+        })
+        .expect("json");
+        let topology = publisher.topology();
+        Outgoing {
+            exchange: topology.status_exchange(),
+            routing_key: STATUS_ROUTING_KEY.into(),
+            body,
+            kind: None,
+        }
+    };
+    use DeliveryStatus::*;
+    // Separate AMQP messages, so the events land in separate writes as well as in one.
+    let batches = vec![
+        vec![
+            event(&app_id, &message, "a", Delivered, 2),
+            event(&app_id, &message, "b", Sent, 1),
+        ],
+        vec![event(&app_id, &message, "a", Delivered, 2)],
+        vec![
+            event(&app_id, &message, "a", Queued, 1),
+            event(&app_id, &message, "a", Sent, 2),
+        ],
+        vec![
+            event(&app_id, &message, "b", Queued, 1),
+            event(&app_id, &message, "c", Failed, 4),
+        ],
+        vec![
+            event(&app_id, &message, "c", Queued, 3),
+            event(&app_id, &message, "c", Queued, 3),
+        ],
+        vec![event(&app_id, &message, "b", Sent, 1)],
+    ];
+    for batch in batches {
+        publisher.publish(publish(batch)).await.expect("published");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    // The same events again, all in one message.
+    let again = vec![
+        event(&app_id, &message, "a", Delivered, 2),
+        event(&app_id, &message, "b", Queued, 1),
+        event(&app_id, &message, "c", Queued, 2),
+    ];
+    publisher.publish(publish(again)).await.expect("published");
+
+    wait_until(Duration::from_secs(10), || async {
+        let summary = app.summary(&id).await?;
+        (summary["total"] == 3 && summary["summary"]["http"]["failed"] == 1).then_some(())
+    })
+    .await
+    .expect("events written");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let summary = app.summary(&id).await.expect("summary");
+    assert_eq!(
+        summary["summary"]["http"],
+        json!({ "delivered": 1, "sent": 1, "failed": 1 }),
+        "{summary}"
+    );
+    assert_eq!(summary["total"], 3);
+
+    let deliveries = app.all_deliveries(&id, 10).await;
+    let by_user = |user: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["user"] == user)
+            .expect("delivery")
+            .clone()
+    };
+    assert_eq!(
+        (
+            by_user("a")["status"].clone(),
+            by_user("a")["attempts"].clone()
+        ),
+        (json!("delivered"), json!(2))
+    );
+    assert_eq!(by_user("b")["status"], "sent");
+    assert_eq!(
+        (
+            by_user("c")["status"].clone(),
+            by_user("c")["attempts"].clone()
+        ),
+        (json!("failed"), json!(4))
+    );
+}
