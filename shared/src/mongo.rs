@@ -1,4 +1,4 @@
-//! MongoDB: collections, documents and indexes (see the README's "MongoDB").
+//! MongoDB: collections, documents and indexes (see the book's docs/src/internals/mongodb.md).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! Redis: the connection and the key layout (see the README's "Redis keys").
+//! Redis: the connection and the key layout (see the book's docs/src/internals/redis.md).
 //!
 //! A user's keys share the hash tag `{app:user}`, so a Redis Cluster keeps them in one slot.
 //!

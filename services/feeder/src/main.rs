@@ -6,7 +6,7 @@ use sprayer_feeder::Feeder;
 use sprayer_shared::Settings;
 
 /// mimalloc: the hot paths allocate per request and per delivery, and it spends less CPU on
-/// that than the system allocator (see the README's Performance section).
+/// that than the system allocator (see bench/results/HISTORY.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -7,7 +7,7 @@ use sprayer::Sprayer;
 use sprayer_shared::Settings;
 
 /// mimalloc: the hot paths allocate per request and per delivery, and it spends less CPU on
-/// that than the system allocator (see the README's Performance section).
+/// that than the system allocator (see bench/results/HISTORY.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -61,7 +61,7 @@ enum Admin {
         /// email, apns, fcm or webpush.
         #[arg(long)]
         channel: sprayer_shared::model::Channel,
-        /// The JSON settings (see the README), or `-`.
+        /// The JSON settings (see docs/src/channels/overview.md), or `-`.
         #[arg(long)]
         file: std::path::PathBuf,
     },

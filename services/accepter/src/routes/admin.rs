@@ -169,7 +169,7 @@ pub async fn revoke_key(
 #[utoipa::path(
     put, path = "/admin/v1/apps/{app}/providers/{channel}", tag = "admin",
     params(("app" = String, Path), ("channel" = String, Path, description = "email, apns, fcm or webpush")),
-    request_body(content = Object, description = "The channel's settings; see the README"),
+    request_body(content = Object, description = "The channel's settings; see the book, Channels"),
     responses(
         (status = 200, description = "Set; the app's providers, redacted", body = Object),
         (status = 404, body = Problem, content_type = "application/problem+json"),
