@@ -188,7 +188,11 @@ async fn with_the_broker_stopped_for_20s_the_api_answers_503_and_every_202_is_de
     )
     .await;
     let during = accepted.len() - before;
+    // `stop` returned once the node was wholly gone; `up` waits for a boot slot, then until it
+    // serves AMQP again.
+    let restarting = Instant::now();
     rabbit.up().await;
+    let restarted = restarting.elapsed();
     // The services find the broker again by themselves: sends are accepted again.
     let back = wait_until(Duration::from_secs(60), || async {
         let (status, body) = app
@@ -223,7 +227,7 @@ async fn with_the_broker_stopped_for_20s_the_api_answers_503_and_every_202_is_de
         .collect();
     assert!(lost.is_empty(), "accepted but never delivered: {lost:?}");
     eprintln!(
-        "fault figures: broker down 20 s; {} accepted ({before} before, {during} while it stopped, {} after), {} answered 503, 0 lost",
+        "fault figures: broker down 20 s, serving again {restarted:.1?} after its restart began; {} accepted ({before} before, {during} while it stopped, {} after), {} answered 503, 0 lost",
         accepted.len(),
         accepted.len() - before - during,
         down.get(&503).copied().unwrap_or(0)

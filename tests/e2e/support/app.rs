@@ -91,17 +91,20 @@ impl TestApp {
         settings: Settings,
         shutdown: CancellationToken,
     ) -> TestApp {
+        // The API closes a keep-alive connection that sends no request head for 10 s
+        // (`listen::HEAD_TIMEOUT`): the client lets its idle ones go well before that, so that a
+        // request never races the server's close (an `IncompleteMessage` under load).
+        let builder = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(4));
         // Over TLS, the tests' certificate authority (`ca.pem`) sits beside the certificate.
         let http = match &settings.accepter.tls {
             Some(tls) => {
                 let ca = std::fs::read(tls.cert.with_file_name("ca.pem")).expect("the test CA");
-                reqwest::Client::builder()
-                    .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
-                    .build()
-                    .expect("client")
+                builder.add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("pem"))
             }
-            None => reqwest::Client::new(),
-        };
+            None => builder,
+        }
+        .build()
+        .expect("client");
         let mut app = TestApp {
             base,
             admin,

@@ -1,7 +1,9 @@
 //! Servers and Sprayer processes that a fault test owns, on ports of their own, so that
 //! stopping them leaves the shared ones alone:
 //!
-//! - [`rabbitmq`]: a RabbitMQ node (plain or TLS only) or a cluster of them.
+//! - [`rabbitmq`]: a RabbitMQ node (plain or TLS only) or a cluster of them; [`erlang`]: what
+//!   a stopped node may leave behind (its VM, its epmd name, its ports), waited out before a
+//!   restart.
 //! - [`redis`]: a Redis server (plain, TLS or mutual TLS) or a Redis Cluster.
 //! - [`mongo`]: a MongoDB-compatible server that can be killed or frozen.
 //! - [`process`]: `sprayer run --only ...` processes that can be killed.
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use crate::support::wait::wait_until;
 
+pub mod erlang;
 pub mod mongo;
 pub mod process;
 pub mod rabbitmq;
