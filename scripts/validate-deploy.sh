@@ -30,7 +30,7 @@
 #                   scrape target's. Offline, this checks syntax and names, not results: no
 #                   Prometheus evaluates the rules (promtool is not on PyPI).
 #   Sprayer rules   every SPRAYER_* variable and every key of k8s/base/sprayer.toml is a setting
-#                   of shared/src/config.rs (an unknown one stops the services at start); every
+#                   of shared/src/config/ (an unknown one stops the services at start); every
 #                   served channel but ws has a dispatcher; Sprayer pods run non-root on a
 #                   read-only root filesystem with probes, requests and limits and without service
 #                   links; published compose ports bind 127.0.0.1; references between the rendered
@@ -346,19 +346,19 @@ checks=$((checks + 1))
 # ---- Sprayer's own rules ------------------------------------------------------------------------
 step "Sprayer rules"
 "$python" - "$work" <<'PY' || fail "Sprayer rules"
-import re, sys, tomllib, yaml
+import glob, re, sys, tomllib, yaml
 
 work = sys.argv[1]
 problems = []
 
 # The settings: sections of `struct Settings` and the keys of each section's struct.
-source = open("shared/src/config.rs").read()
+source = "\n".join(open(path).read() for path in sorted(glob.glob("shared/src/config/*.rs")))
 structs = {}
 for match in re.finditer(r"pub struct (\w+) \{(.*?)\n\}", source, re.S):
     structs[match.group(1)] = dict(re.findall(r"pub (\w+): ([\w:<>, ]+),", match.group(2)))
 sections = {name: set(structs.get(kind.strip(), {})) for name, kind in structs["Settings"].items()}
 if not sections or not all(sections.values()):
-    sys.exit(f"could not read the settings from shared/src/config.rs: {sections}")
+    sys.exit(f"could not read the settings from shared/src/config/: {sections}")
 
 def check_env(name, where):
     if not name.startswith("SPRAYER_") or name == "SPRAYER_CONFIG":
