@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_CONFIG ?= config/local.toml
 
-.PHONY: run test bench fuzz stack stack-down build lint fmt docs validate-deploy
+.PHONY: run test bench soak fuzz stack stack-down build lint fmt docs validate-deploy
 
 stack:
 	@bash scripts/stack.sh up
@@ -39,6 +39,15 @@ bench:
 	$(CARGO) build --release -p sprayer -p sprayer-bench; built=$$?; \
 	wait $$stack && exit $$built
 	ulimit -n "$$(ulimit -Hn)" && ./target/release/sprayer-bench $(SCENARIOS)
+
+# The soak: 30 minutes (SOAK_MINUTES) of mixed traffic, then the checks that nothing was lost,
+# leaked or slowed; results in bench/results/soak-<date>.json. Not part of `make test`.
+SOAK_MINUTES ?= 30
+soak:
+	@bash scripts/stack.sh bench & stack=$$!; \
+	$(CARGO) build --release -p sprayer -p sprayer-bench; built=$$?; \
+	wait $$stack && exit $$built
+	ulimit -n "$$(ulimit -Hn)" && ./target/release/sprayer-bench soak --soak-minutes $(SOAK_MINUTES)
 
 # Fuzzing: each cargo-fuzz target in fuzz/ for FUZZ_SECONDS (a nightly toolchain when there is
 # one); runs and crashes per target, crashing inputs kept in fuzz/artifacts/.

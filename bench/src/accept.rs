@@ -189,18 +189,7 @@ pub async fn run() -> anyhow::Result<Value> {
         json!({"to": {"user": "acc"}, "channels": ["http"], "content": {"title": "bench", "body": "accept"}})
             .to_string(),
     );
-    let accept =
-        drive(move || {
-            let request = client
-                .post(&url)
-                .bearer_auth(&key)
-                .header("content-type", "application/json")
-                .body(body.as_str().to_owned());
-            async move {
-                matches!(request.send().await, Ok(response) if response.status().as_u16() == 202)
-            }
-        })
-        .await;
+    let accept = drive(move || crate::platform::accepted(&client, &url, &key, &body)).await;
     eprintln!(
         "accept: {} messages accepted in {:.1}s",
         accept.done, accept.seconds

@@ -10,24 +10,43 @@
 //!   minimal socket.io 4 server with its Redis adapter, measured by the same client harness.
 
 mod accept;
+mod arrivals;
+mod cpu;
+mod efficiency;
 mod fanout;
 mod feedback;
+mod latency;
 mod platform;
 mod report;
 mod sink;
+mod soak;
 mod sockets;
 
 use clap::Parser;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 5] = ["accept", "fanout", "feedback", "sockets", "peer"];
+const SCENARIOS: [&str; 7] = [
+    "accept",
+    "fanout",
+    "feedback",
+    "efficiency",
+    "latency",
+    "sockets",
+    "peer",
+];
 
 /// The benchmark scenarios.
 #[derive(Parser)]
 struct Args {
-    /// Scenarios to run (default: all).
-    #[arg(value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS))]
+    /// Scenarios to run (default: all); `soak` runs only when named (`make soak`), alone.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(SCENARIOS.iter().chain(&["soak"])))]
     scenarios: Vec<String>,
+    /// Minutes of traffic in the soak.
+    #[arg(long, default_value_t = 30)]
+    soak_minutes: u64,
+    /// Messages per second in the soak (about half of what two shared cores take).
+    #[arg(long, default_value_t = 200)]
+    soak_rate: u32,
     /// Group members in the fan-out scenario.
     #[arg(long, default_value_t = 100_000)]
     fanout_users: usize,
@@ -72,6 +91,26 @@ impl Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.scenarios.iter().any(|name| name == "soak") {
+        anyhow::ensure!(args.scenarios.len() == 1, "the soak runs alone");
+        let result = soak::run(args.soak_minutes, args.soak_rate).await?;
+        let date =
+            &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()[..10];
+        let path = args
+            .output
+            .clone()
+            .unwrap_or_else(|| format!("bench/results/soak-{date}.json").into());
+        std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        println!("\nwritten to {}", path.display());
+        anyhow::ensure!(
+            result["passed"] == true,
+            "the soak failed: see {}",
+            path.display()
+        );
+        return Ok(());
+    }
     let wanted = |name: &str| args.wanted(name);
     let mut report = report::Report::new();
     if wanted("accept") {
@@ -84,6 +123,14 @@ async fn main() -> anyhow::Result<()> {
     if wanted("feedback") {
         settle().await;
         report.add("feedback", feedback::run(args.feedback_events).await?);
+    }
+    if wanted("efficiency") {
+        settle().await;
+        report.add("efficiency", efficiency::run().await?);
+    }
+    if wanted("latency") {
+        settle().await;
+        report.add("latency", latency::run().await?);
     }
     if wanted("sockets") {
         settle().await;
@@ -103,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
 /// Waits (at most 30 s) until the machine is mostly idle: a scenario's servers go on with its
 /// trailing work (the feeder's backlog, MongoDB removing what the last scenario wrote) after it
 /// ends, and the next scenario should not measure that.
-async fn settle() {
+pub async fn settle() {
     let started = std::time::Instant::now();
     while started.elapsed() < std::time::Duration::from_secs(30) {
         let Some(before) = cpu_times() else { return };

@@ -27,10 +27,30 @@ pub struct Platform {
     pub key: String,
     /// A client with a large pool.
     pub http: reqwest::Client,
+    /// The namespace: queue prefix (with a dot after it) and database suffix.
+    pub namespace: String,
     processes: Vec<Child>,
+    api_pid: u32,
     deliverer_pid: u32,
     app: String,
-    database: String,
+    /// The namespace's database.
+    pub database: String,
+}
+
+/// `POST {url}` of `body` (JSON text) as the app with `key`: resolves to whether it was
+/// accepted (202).
+pub fn accepted(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &str,
+) -> impl Future<Output = bool> + Send + use<> {
+    let request = client
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    async move { matches!(request.send().await, Ok(response) if response.status().as_u16() == 202) }
 }
 
 /// The release binary next to this one.
@@ -130,35 +150,41 @@ fn sprayer(roles: &str, namespace: &str, admin: &str) -> anyhow::Result<Command>
 impl Platform {
     /// Starts the processes and creates an app.
     pub async fn start() -> anyhow::Result<Platform> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the processes with `settings` (`SPRAYER_*` variables) beside the benchmarks'
+    /// own, and creates an app.
+    pub async fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<Platform> {
         let namespace = format!("bench{:08x}", rand::random::<u32>());
         let admin = format!("{namespace}-admin");
-        let (api_process, printed) = start_until(
-            sprayer(
-                &std::env::var("BENCH_API_ROLES")
-                    .unwrap_or_else(|_| "accepter,dispatchers,feeder".into()),
-                &namespace,
-                &admin,
-            )?,
-            &["Sprayer API on ", "Admin API on "],
-        )
-        .await?;
+        let mut api = sprayer(
+            &std::env::var("BENCH_API_ROLES")
+                .unwrap_or_else(|_| "accepter,dispatchers,feeder".into()),
+            &namespace,
+            &admin,
+        )?;
+        let mut deliverer = sprayer("deliverer", &namespace, &admin)?;
+        for (name, value) in settings {
+            api.env(name, value);
+            deliverer.env(name, value);
+        }
+        let (api_process, printed) =
+            start_until(api, &["Sprayer API on ", "Admin API on "]).await?;
         let api = printed[0]
             .split_whitespace()
             .next()
             .unwrap_or_default()
             .to_owned();
         let admin_api = printed[1].trim().to_owned();
-        let (deliverer, printed) = start_until(
-            sprayer("deliverer", &namespace, &admin)?,
-            &["WebSocket deliverer on "],
-        )
-        .await?;
+        let (deliverer, printed) = start_until(deliverer, &["WebSocket deliverer on "]).await?;
         let ws = printed[0]
             .split("/v1/ws")
             .next()
             .unwrap_or_default()
             .to_owned();
         let deliverer_pid = deliverer.id().context("deliverer pid")?;
+        let api_pid = api_process.id().context("API pid")?;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()?;
@@ -179,7 +205,9 @@ impl Platform {
             key,
             http,
             processes: vec![api_process, deliverer],
+            api_pid,
             deliverer_pid,
+            namespace: namespace.clone(),
             app,
             database: format!("sprayer_{namespace}"),
         })
@@ -188,6 +216,21 @@ impl Platform {
     /// The sum of a metric's series on the deliverer's `/metrics`.
     pub async fn deliverer_metric(&self, name: &str) -> f64 {
         let url = format!("{}/metrics", self.ws.replacen("ws://", "http://", 1));
+        self.metric_at(&url, name).await
+    }
+
+    /// The sum of a metric's series on the API process's `/metrics` (the API, dispatchers and
+    /// feeder).
+    pub async fn api_metric(&self, name: &str) -> f64 {
+        self.metric_at(&format!("{}/metrics", self.api), name).await
+    }
+
+    /// The sum of a metric's series in both processes.
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.api_metric(name).await + self.deliverer_metric(name).await
+    }
+
+    async fn metric_at(&self, url: &str, name: &str) -> f64 {
         let Ok(response) = self.http.get(url).send().await else {
             return 0.0;
         };
@@ -196,7 +239,10 @@ impl Platform {
             .await
             .unwrap_or_default()
             .lines()
-            .filter(|line| line.starts_with(name))
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
@@ -204,6 +250,11 @@ impl Platform {
     /// The deliverer's process id.
     pub fn deliverer_pid(&self) -> u32 {
         self.deliverer_pid
+    }
+
+    /// The process id of the API, dispatchers and feeder.
+    pub fn api_pid(&self) -> u32 {
+        self.api_pid
     }
 
     /// Puts `users` in `group`, 1,000 a request, four requests at a time.
@@ -248,22 +299,43 @@ impl Platform {
         let names: Vec<String> = (0..users).map(|n| format!("u{n}")).collect();
         self.add_members(group, &names).await?;
         let results = futures::stream::iter(&names)
-            .map(|user| async move {
-                let token: serde_json::Value = self
-                    .http
-                    .post(format!("{}/v1/users/{user}/ws-token", self.api))
-                    .bearer_auth(&self.key)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
-                anyhow::Ok(token["token"].as_str().unwrap_or_default().to_owned())
-            })
+            .map(|user| self.ws_token(user))
             .buffered(64)
             .collect::<Vec<_>>()
             .await;
         results.into_iter().collect()
+    }
+
+    /// A WebSocket token for `user` (which opens the user's inbox).
+    pub async fn ws_token(&self, user: &str) -> anyhow::Result<String> {
+        let token: serde_json::Value = self
+            .http
+            .post(format!("{}/v1/users/{user}/ws-token", self.api))
+            .bearer_auth(&self.key)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(token["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until the feeder has written at least `events` delivery events more than
+    /// `before` (its `sprayer_feeder_events_total`) and then nothing more for a second, at most
+    /// `longest`; returns whether it did.
+    pub async fn feedback_settled(&self, before: f64, events: u64, longest: Duration) -> bool {
+        let started = std::time::Instant::now();
+        let mut last = (before, std::time::Instant::now());
+        while started.elapsed() < longest {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.api_metric("sprayer_feeder_events_total").await;
+            if now != last.0 {
+                last = (now, std::time::Instant::now());
+            } else if now >= before + events as f64 && last.1.elapsed() >= Duration::from_secs(1) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Sends `body` as the app; returns the message id.

@@ -1,7 +1,8 @@
 //! A webhook sink for the benchmarks: answers 200 at once and counts what it received.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arrivals::Arrivals;
 
 use axum::Router;
 use axum::routing::post;
@@ -10,20 +11,20 @@ use axum::routing::post;
 pub struct Sink {
     /// `http://127.0.0.1:port/hook`.
     pub url: String,
-    hits: Arc<AtomicU64>,
+    hits: Arc<Arrivals>,
 }
 
 impl Sink {
     /// Starts the sink on a free loopback port.
     pub async fn start() -> anyhow::Result<Sink> {
-        let hits = Arc::new(AtomicU64::new(0));
+        let hits = Arc::new(Arrivals::default());
         let counter = hits.clone();
         let router = Router::new().route(
             "/hook",
             post(move || {
                 let counter = counter.clone();
                 async move {
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    counter.add();
                     ""
                 }
             }),
@@ -34,9 +35,15 @@ impl Sink {
         Ok(Sink { url, hits })
     }
 
+    /// Waits until `count` requests have arrived in all, at most `longest`; returns whether
+    /// they did.
+    pub async fn wait_for(&self, count: u64, longest: std::time::Duration) -> bool {
+        self.hits.wait_for(count, longest).await
+    }
+
     /// Requests received so far.
     pub fn hits(&self) -> u64 {
-        self.hits.load(Ordering::Relaxed)
+        self.hits.count()
     }
 }
 

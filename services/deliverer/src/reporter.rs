@@ -14,8 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Events waiting to be published, at most.
 const QUEUE: usize = 65_536;
-/// How long the first event of a batch waits for more.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(250);
 /// Most events gathered before publishing.
 const LARGEST_BATCH: usize = 20_000;
 
@@ -57,13 +55,23 @@ pub fn count(event: &DeliveryEvent) {
 
 impl Reporter {
     /// Starts the publishing task; after `stop` it publishes what is queued and ends.
+    /// The first event of a batch waits `linger` for more (`dispatcher.status_linger`, as the
+    /// stored events do, so that a delivery's `queued` and `delivered` usually reach the feeder
+    /// together and are written as one document).
     pub fn start(
         publisher: Arc<Publisher>,
         batch: usize,
+        linger: Duration,
         stop: CancellationToken,
     ) -> (Reporter, JoinHandle<()>) {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(publish_loop(publisher, receiver, batch.max(1), stop));
+        let task = tokio::spawn(publish_loop(
+            publisher,
+            receiver,
+            batch.max(1),
+            linger,
+            stop,
+        ));
         (Reporter { sender }, task)
     }
 
@@ -80,6 +88,7 @@ async fn publish_loop(
     publisher: Arc<Publisher>,
     mut receiver: mpsc::Receiver<DeliveryEvent>,
     batch: usize,
+    linger: Duration,
     stop: CancellationToken,
 ) {
     let mut events = Vec::with_capacity(batch);
@@ -100,9 +109,9 @@ async fn publish_loop(
         if received == 0 {
             return;
         }
-        // Let a burst (a broadcast to many sockets) gather, so that feedback is written in a
-        // few large batches after it rather than competing with it.
-        let linger = tokio::time::sleep(LINGER);
+        // Let a burst (a broadcast to many sockets) gather, so that feedback goes in a few
+        // large batches rather than one per socket.
+        let linger = tokio::time::sleep(linger);
         tokio::pin!(linger);
         while events.len() < LARGEST_BATCH {
             let room = LARGEST_BATCH - events.len();

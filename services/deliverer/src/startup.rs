@@ -69,6 +69,7 @@ impl Deliverer {
         let (reporter, reporter_task) = Reporter::start(
             publisher.clone(),
             settings.dispatcher.status_batch,
+            settings.dispatcher.status_linger,
             reporter_stop.clone(),
         );
         let listener = Listener::bind(
@@ -80,7 +81,14 @@ impl Deliverer {
                 .as_ref(),
         )
         .await?;
+        let events = sprayer_shared::amqp::committer::event_committer(
+            publisher.clone(),
+            settings.dispatcher.status_batch,
+            settings.dispatcher.status_linger,
+            usize::from(settings.amqp.prefetch),
+        );
         let storer = Arc::new(Storer {
+            events,
             settings: settings.clone(),
             redis: redis.clone(),
             publisher: publisher.clone(),

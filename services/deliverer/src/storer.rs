@@ -11,7 +11,7 @@ use futures::stream::FuturesOrdered;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{AmqpError, Publisher};
 use sprayer_shared::expand::users_with_endpoint;
-use sprayer_shared::model::{DeliveryEvent, DeliveryStatus, Job, StatusBatch, UserId, now_ms};
+use sprayer_shared::model::{DeliveryEvent, DeliveryStatus, Job, UserId, now_ms};
 use sprayer_shared::redis::RedisConnection;
 
 use crate::inbox::{self, NewMessage};
@@ -42,8 +42,10 @@ pub struct Storer {
     pub settings: Arc<Settings>,
     /// Inboxes, endpoints and groups.
     pub redis: RedisConnection,
-    /// Publishes feedback.
+    /// The broker connection the consumer shares.
     pub publisher: Arc<Publisher>,
+    /// Publishes stored events, gathered with other jobs' (`dispatcher.status_linger`).
+    pub events: sprayer_shared::amqp::committer::EventCommitter,
     /// The expiry index key.
     pub due_key: String,
     /// The sequence key, `<prefix>ws-seq`.
@@ -236,21 +238,13 @@ impl Storer {
         Ok(events)
     }
 
-    /// Publishes `events` in status batches and waits for the broker's confirms.
+    /// Publishes `events` in status batches (with other jobs', see `dispatcher.status_linger`)
+    /// and waits for the broker's confirms.
     pub async fn publish_events(&self, events: &[DeliveryEvent]) -> Result<(), AmqpError> {
-        let topology = self.publisher.topology();
-        let mut messages = Vec::new();
-        for chunk in events.chunks(self.settings.dispatcher.status_batch.max(1)) {
-            let batch = StatusBatch {
-                messages: Vec::new(),
-                deliveries: chunk.to_vec(),
-            };
-            messages.push(topology.status_message(&batch)?);
-        }
-        if messages.is_empty() {
+        if events.is_empty() {
             return Ok(());
         }
-        self.publisher.publish_all(&messages).await?;
+        self.events.publish(events.to_vec()).await?;
         events.iter().for_each(crate::reporter::count);
         Ok(())
     }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use sprayer_shared::Settings;
+use sprayer_shared::amqp::committer::EventCommitter;
 use sprayer_shared::amqp::{AmqpError, Publisher};
-use sprayer_shared::model::{Channel, Job, JobTarget, Providers, StatusBatch, now_ms};
+use sprayer_shared::model::{Channel, Job, JobTarget, Providers, now_ms};
 use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
 
@@ -43,8 +44,10 @@ pub struct Dispatch {
     pub channel: Channel,
     /// Endpoints and groups.
     pub redis: RedisConnection,
-    /// Publishes retries, split jobs and status.
+    /// Publishes retries, split jobs and dead letters.
     pub publisher: Arc<Publisher>,
+    /// Publishes status events, gathered with other jobs'.
+    pub events: EventCommitter,
     /// The channel's protocol.
     pub sender: Arc<dyn Sender>,
     /// Sends in flight across all jobs.
@@ -149,8 +152,8 @@ impl Dispatch {
         self.sender.send(job, providers, recipient, address).await
     }
 
-    /// Publishes the retries, dead letters and status events of `reports` together, then
-    /// removes the endpoints their providers called gone.
+    /// Publishes the retries, dead letters and status events of `reports`, then removes the
+    /// endpoints their providers called gone.
     async fn finish(&self, reports: Vec<(&Job, Report)>) -> Result<(), DispatchError> {
         let topology = self.publisher.topology();
         let mut messages = Vec::new();
@@ -173,16 +176,23 @@ impl Dispatch {
             }
             events.extend_from_slice(&report.events);
         }
-        for events in events.chunks(self.settings.dispatcher.status_batch.max(1)) {
-            let batch = StatusBatch {
-                messages: Vec::new(),
-                deliveries: events.to_vec(),
-            };
-            messages.push(topology.status_message(&batch)?);
-        }
-        if !messages.is_empty() {
-            self.publisher.publish_all(&messages).await?;
-        }
+        // Retries and dead letters go at once; status events with other jobs' (see
+        // `dispatcher.status_linger`). The job is acked once both are confirmed.
+        let others = async {
+            if messages.is_empty() {
+                Ok(())
+            } else {
+                self.publisher.publish_all(&messages).await
+            }
+        };
+        let statuses = async {
+            if events.is_empty() {
+                Ok(())
+            } else {
+                self.events.publish(events).await
+            }
+        };
+        tokio::try_join!(others, statuses)?;
         for (job, report) in &reports {
             self.prune(job, &report.prune).await;
         }

@@ -67,8 +67,15 @@ impl Dispatcher {
             )),
             other => return Err(StartError::Service(ChannelError::Unsupported(other))),
         };
+        let events = sprayer_shared::amqp::committer::event_committer(
+            publisher.clone(),
+            settings.dispatcher.status_batch,
+            settings.dispatcher.status_linger,
+            usize::from(settings.amqp.prefetch),
+        );
         Ok(Dispatcher {
             dispatch: Arc::new(Dispatch {
+                events,
                 permits: Arc::new(Semaphore::new(settings.dispatcher.concurrency.max(1))),
                 provider_cache: Arc::new(crate::provider_cache::ProviderCache::new(mongo)),
                 app_throttle: crate::throttle::AppThrottle::new(

@@ -78,6 +78,7 @@ async fn session(
                 None => break Ok(()),
                 Some(Err(error)) => break Err(AmqpError::from(error)),
                 Some(Ok(delivery)) => {
+                    metrics::counter!("sprayer_amqp_deliveries_total", "queue" => "status").increment(1);
                     take(&mut pending, delivery).await;
                     if pending.events.len() + pending.messages.len() >= settings.feeder.batch_size {
                         writing = Some(hand_over(&feed, &mut pending, writing, &shutdown).await);

@@ -1,6 +1,7 @@
 //! Bulk writes of feedback: message records and delivery events become bulk commands: an
-//! unordered `insert_many` of every event's delivery, then, for deliveries that exist already,
-//! a multi-statement `update` with upserts.
+//! unordered `insert_many` of the records (one written already is left alone), an unordered
+//! `insert_many` of every event's delivery, then, for deliveries that exist already, a
+//! multi-statement `update` with upserts.
 //!
 //! A delivery event is applied only if its rank is at least the stored one (the filter holds
 //! `rank <= event rank`); when the stored rank is higher, the upsert tries to insert a second
@@ -110,7 +111,8 @@ pub fn delivery_document(event: &DeliveryEvent) -> Document {
     document
 }
 
-fn message_statement(record: &MessageRecord) -> Document {
+/// The document of a message record.
+fn message_document(record: &MessageRecord) -> Document {
     let to = mongodb::bson::to_bson(&record.to).unwrap_or(Bson::Null);
     let channels: Vec<&str> = record
         .channels
@@ -118,15 +120,12 @@ fn message_statement(record: &MessageRecord) -> Document {
         .map(|channel| channel.as_str())
         .collect();
     doc! {
-        "q": { "_id": record.id.as_str() },
-        "u": { "$setOnInsert": {
-            "app": record.app.as_str(),
-            "to": to,
-            "channels": channels,
-            "created": date(record.created_at),
-            "expires": date(record.expires_at),
-        } },
-        "upsert": true,
+        "_id": record.id.as_str(),
+        "app": record.app.as_str(),
+        "to": to,
+        "channels": channels,
+        "created": date(record.created_at),
+        "expires": date(record.expires_at),
     }
 }
 
@@ -139,6 +138,7 @@ async fn update(
 ) -> Result<Vec<usize>, WriteError> {
     let mut duplicates = Vec::new();
     for (chunk_index, chunk) in statements.chunks(STATEMENTS_PER_COMMAND).enumerate() {
+        metrics::counter!("sprayer_feeder_commands_total", "command" => "update").increment(1);
         let reply = mongo
             .database
             .run_command(doc! { "update": collection, "updates": chunk.to_vec(), "ordered": false })
@@ -179,35 +179,42 @@ async fn update(
     Ok(duplicates)
 }
 
-/// Inserts a document for every event (`insert_many`, unordered); returns the indexes of the
-/// events whose delivery exists already (E11000).
-async fn insert_new(mongo: &Mongo, events: &[DeliveryEvent]) -> Result<Vec<usize>, WriteError> {
+/// Inserts `documents` into `collection` (`insert_many`, unordered, 10,000 a command); returns
+/// the indexes of those whose `_id` exists already (E11000).
+async fn insert_new(
+    mongo: &Mongo,
+    collection: &str,
+    documents: Vec<Document>,
+) -> Result<Vec<usize>, WriteError> {
     use mongodb::error::ErrorKind;
-    let collection = mongo.database.collection::<Document>("deliveries");
+    let collection = mongo.database.collection::<Document>(collection);
     let mut existing = Vec::new();
-    for (chunk_index, chunk) in events.chunks(STATEMENTS_PER_COMMAND).enumerate() {
-        let documents: Vec<Document> = chunk.iter().map(delivery_document).collect();
-        let Err(error) = collection.insert_many(documents).ordered(false).await else {
-            continue;
-        };
-        let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
-            return Err(error.into());
-        };
-        if let Some(concern) = &failure.write_concern_error {
-            return Err(WriteError::Statement {
-                code: concern.code,
-                message: concern.message.clone(),
-            });
-        }
-        for failed in failure.write_errors.iter().flatten() {
-            if failed.code != DUPLICATE_KEY {
+    let mut documents = documents.into_iter().peekable();
+    let mut chunk_index = 0;
+    while documents.peek().is_some() {
+        let chunk: Vec<Document> = documents.by_ref().take(STATEMENTS_PER_COMMAND).collect();
+        metrics::counter!("sprayer_feeder_commands_total", "command" => "insert").increment(1);
+        if let Err(error) = collection.insert_many(chunk).ordered(false).await {
+            let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
+                return Err(error.into());
+            };
+            if let Some(concern) = &failure.write_concern_error {
                 return Err(WriteError::Statement {
-                    code: failed.code,
-                    message: failed.message.clone(),
+                    code: concern.code,
+                    message: concern.message.clone(),
                 });
             }
-            existing.push(chunk_index * STATEMENTS_PER_COMMAND + failed.index);
+            for failed in failure.write_errors.iter().flatten() {
+                if failed.code != DUPLICATE_KEY {
+                    return Err(WriteError::Statement {
+                        code: failed.code,
+                        message: failed.message.clone(),
+                    });
+                }
+                existing.push(chunk_index * STATEMENTS_PER_COMMAND + failed.index);
+            }
         }
+        chunk_index += 1;
     }
     Ok(existing)
 }
@@ -220,9 +227,10 @@ pub async fn write(
     events: &[DeliveryEvent],
 ) -> Result<Written, WriteError> {
     if !messages.is_empty() {
-        let statements: Vec<Document> = messages.iter().map(message_statement).collect();
-        // An E11000 here is a record written already: nothing to do.
-        update(mongo, "messages", &statements).await?;
+        // A record never changes: an E11000 is one written already (a redelivered status
+        // message), with nothing to do. Inserts cost the server a fraction of upserts.
+        let documents: Vec<Document> = messages.iter().map(message_document).collect();
+        insert_new(mongo, "messages", documents).await?;
     }
     if events.is_empty() {
         return Ok(Written::default());
@@ -230,7 +238,8 @@ pub async fn write(
     // Most events are a delivery's first: insert them all, and take the guarded update path
     // only for the deliveries that exist already (E11000). Inserts cost the server a fraction
     // of upserts.
-    let existing = insert_new(mongo, events).await?;
+    let documents: Vec<Document> = events.iter().map(delivery_document).collect();
+    let existing = insert_new(mongo, "deliveries", documents).await?;
     let statements: Vec<Document> = existing
         .iter()
         .map(|&index| delivery_statement(&events[index]))

@@ -201,6 +201,7 @@ impl JobConsumer<'_> {
                     None => break Ok(()),
                     Some(Err(error)) => break Err(AmqpError::from(error)),
                     Some(Ok(delivery)) => {
+                        metrics::counter!("sprayer_amqp_deliveries_total", "queue" => "jobs").increment(1);
                         if let Some(rest) = take(delivery).await {
                             work.spawn(rest);
                         }

@@ -1,7 +1,8 @@
 //! RabbitMQ. [`topology`]: the exchanges and queues, declared idempotently by every service;
 //! [`envelope`]: what goes into a broker message ([`Outgoing`]); [`brokers`]: `amqp.url`'s one
 //! broker or cluster nodes, tried in turn, with their TLS; [`publisher`]: a confirming publisher
-//! that reconnects on demand; [`consumer`]: consumer set-up and the reconnect loop every
+//! that reconnects on demand; [`committer`]: group commit, what concurrent callers publish to one
+//! place in one broker message; [`consumer`]: consumer set-up and the reconnect loop every
 //! consumer runs in.
 //!
 //! ```text
@@ -16,6 +17,7 @@ use std::time::Duration;
 use lapin::Connection;
 
 pub mod brokers;
+pub mod committer;
 pub mod consumer;
 pub mod envelope;
 pub mod publisher;

@@ -120,6 +120,9 @@ impl Publisher {
     /// Publishes every message (persistent, JSON) and waits until the broker confirmed them all.
     pub async fn publish_all(&self, messages: &[Outgoing]) -> Result<(), AmqpError> {
         let channel = self.channel().await?;
+        // Each publish is confirmed: the broker's work per message is one of these and one
+        // delivery with its ack (`sprayer_amqp_deliveries_total`).
+        metrics::counter!("sprayer_amqp_publishes_total").increment(messages.len() as u64);
         let mut confirms = Vec::with_capacity(messages.len());
         for message in messages {
             let mut properties = BasicProperties::default()

@@ -1,6 +1,7 @@
 //! `[dispatcher]`: the channel dispatchers.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +25,11 @@ pub struct DispatcherSettings {
     pub lookup_batch: usize,
     /// Most delivery events in one status message.
     pub status_batch: usize,
+    /// How long a job's status events wait for other jobs' to share their broker message (the
+    /// deliveries are made; only the jobs' acks and their feedback wait). The deliverer's events
+    /// (stored, sent, acked, expired) wait as long.
+    #[serde(with = "humantime_serde")]
+    pub status_linger: Duration,
     /// Sends in flight at once for one app, so that one app's burst cannot starve another's.
     pub app_concurrency: usize,
     /// Sends per second for one app toward the provider (0: no limit), so that the app's
@@ -40,6 +46,7 @@ impl Default for DispatcherSettings {
             inline_threshold: 1_000,
             lookup_batch: 500,
             status_batch: 1_000,
+            status_linger: Duration::from_millis(20),
             app_concurrency: 256,
             app_rate_per_second: 0,
         }
