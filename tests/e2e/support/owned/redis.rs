@@ -71,22 +71,7 @@ impl OwnedRedis {
                 command.args(["--bind", "127.0.0.1", "--port", &port]);
             }
         }
-        let child = command
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
+        let child = spawn_durable(&mut command, self.dir.path());
         self.child = Some(child);
         wait_port(self.port, true, Duration::from_secs(20), "redis").await;
     }
@@ -156,26 +141,12 @@ impl OwnedClusterNode {
                 command.args(["--bind", "127.0.0.1", "--port", &port]);
             }
         }
-        let child = command
+        command
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-port", &self.bus_port.to_string()])
             .args(["--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", "2000"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server starts");
+            .args(["--cluster-node-timeout", "2000"]);
+        let child = spawn_durable(&mut command, self.dir.path());
         self.child = Some(child);
         wait_port(
             self.port,
@@ -335,4 +306,25 @@ impl OwnedRedisCluster {
         }
         counts
     }
+}
+
+/// Starts `command` (a `redis-server` with its address set) writing every change to its
+/// append-only file in `dir` before answering, so that a kill loses nothing it acknowledged.
+fn spawn_durable(command: &mut Command, dir: &Path) -> Child {
+    command
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts")
 }
