@@ -44,7 +44,7 @@ bench:
 # leaked or slowed; results in bench/results/soak-<date>.json. Not part of `make test`.
 SOAK_MINUTES ?= 30
 soak:
-	@bash scripts/stack.sh bench & stack=$$!; \
+	@bash scripts/stack.sh soak & stack=$$!; \
 	$(CARGO) build --release -p sprayer -p sprayer-bench; built=$$?; \
 	wait $$stack && exit $$built
 	ulimit -n "$$(ulimit -Hn)" && ./target/release/sprayer-bench soak --soak-minutes $(SOAK_MINUTES)

@@ -7,6 +7,7 @@
 #   scripts/stack.sh test   up, plus what the tests' protocol peers need (Python and npm packages,
 #                           Debian's chromium for the browser test)
 #   scripts/stack.sh bench  up, plus node and the socket.io peer's npm packages for `make bench`
+#   scripts/stack.sh soak   bench, plus the SMSC and SMTP peers of the tests for `make soak`
 #   scripts/stack.sh down   stop the servers this script started
 #
 # Environment: SPRAYER_MONGODB_URL (use that MongoDB; nothing is installed or started for it),
@@ -183,6 +184,7 @@ case "${1:-up}" in
   up) up ;;
   test) test_deps; up ;;
   bench) bench_deps; up ;;
+  soak) bench_deps; peer_venv; peer_node; up ;;
   down) down ;;
-  *) echo "usage: $0 deps|up|test|bench|down" >&2; exit 2 ;;
+  *) echo "usage: $0 deps|up|test|bench|soak|down" >&2; exit 2 ;;
 esac

@@ -16,6 +16,7 @@ mod efficiency;
 mod fanout;
 mod feedback;
 mod latency;
+mod peers;
 mod platform;
 mod report;
 mod sink;

@@ -33,6 +33,10 @@ pub struct Platform {
     api_pid: u32,
     deliverer_pid: u32,
     app: String,
+    /// `http://127.0.0.1:port` of the admin API.
+    admin_api: String,
+    /// The admin token.
+    admin: String,
     /// The namespace's database.
     pub database: String,
 }
@@ -67,14 +71,20 @@ pub fn binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
 
 /// Resident memory of a process, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
+}
+
+/// The number a line of `/proc/<pid>/status` starting with `field` begins with (0 when the
+/// process is gone).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
+                .find_map(|line| line.strip_prefix(field))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|number| number.parse().ok())
         })
         .unwrap_or(0)
 }
@@ -209,8 +219,30 @@ impl Platform {
             deliverer_pid,
             namespace: namespace.clone(),
             app,
+            admin_api,
+            admin,
             database: format!("sprayer_{namespace}"),
         })
+    }
+
+    /// Sets the app's provider settings of `channel` (`PUT /admin/v1/apps/{app}/providers/..`).
+    pub async fn set_provider(
+        &self,
+        channel: &str,
+        settings: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        self.http
+            .put(format!(
+                "{}/admin/v1/apps/{}/providers/{channel}",
+                self.admin_api, self.app
+            ))
+            .bearer_auth(&self.admin)
+            .json(settings)
+            .send()
+            .await?
+            .error_for_status()
+            .with_context(|| format!("setting the {channel} provider"))?;
+        Ok(())
     }
 
     /// The sum of a metric's series on the deliverer's `/metrics`.

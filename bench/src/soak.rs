@@ -8,11 +8,18 @@
 //!   the same message id, nothing sent twice);
 //! - sends to groups of 50 webhook users;
 //! - ws sends (with a 2-minute TTL) to 200 users whose sockets come and go: each stays 5 to 30
-//!   seconds and is away 1 to 5; a fifth of them never ack, so their messages expire.
+//!   seconds and is away 1 to 5; a fifth of them never ack, so their messages expire;
+//! - sms to 50 numbers through the tests' SMSC simulator, which sends a delivery receipt for
+//!   each (a tenth of the numbers get `UNDELIV` receipts, so those deliveries fail with the
+//!   SMSC's reason);
+//! - email to 50 addresses through the tests' SMTP server (a tenth of them answer `451` to
+//!   their first mail, so those are retried).
 //!
 //! At the end, once the retries and TTLs have run out: every delivery of every accepted message
-//! is in feedback with a final status (`delivered`, `failed` with a reason, `expired`), and as
-//! many as were sent; no webhook was taken twice with a 2xx and no acked message came again;
+//! is in feedback with a final status (`delivered`, `failed` with a reason, `expired`; `sent`
+//! for email, whose relay reports nothing later), and as many as were sent; no webhook was taken
+//! twice with a 2xx, no acked message came again, no SMS was submitted twice and every mail
+//! arrived once;
 //! the RSS of each Sprayer process grew at most 10% over the last two thirds of the run; Redis
 //! memory is reported with what retention explains (idempotency keys); the p99 from POST to
 //! webhook of the last 5 minutes is at most 1.5 × that of the first 5 (webhooks taken at the
@@ -27,12 +34,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::platform::{MONGODB_URL, Platform, rss_kib};
+use crate::peers::{Peers, SMSC_ACCOUNT};
+use crate::platform::{MONGODB_URL, Platform, proc_status, rss_kib};
 use crate::report::percentiles;
 use crate::sink::webhook_secret;
 
@@ -40,6 +48,8 @@ const HOOK_USERS: usize = 100;
 const GROUPS: usize = 10;
 const GROUP_SIZE: usize = 50;
 const WS_USERS: usize = 200;
+const SMS_USERS: usize = 50;
+const EMAIL_USERS: usize = 50;
 /// TTL of the ws sends, so that messages to users who never ack expire within the run.
 const WS_TTL_SECONDS: u64 = 120;
 /// How often the receiver answers 500.
@@ -199,6 +209,36 @@ struct Sent {
     refused: u64,
 }
 
+/// Deliveries matching `filter` counted by channel and `field`.
+async fn count_by(
+    deliveries: &mongodb::Collection<Document>,
+    filter: Document,
+    field: &str,
+) -> anyhow::Result<Vec<(String, String, i64)>> {
+    let mut cursor = deliveries
+        .aggregate(vec![
+            doc! {"$match": filter},
+            doc! {"$group": {"_id": {"channel": "$channel", "value": format!("${field}")}, "n": {"$sum": 1}}},
+        ])
+        .await?;
+    let mut counts = Vec::new();
+    while let Some(row) = cursor.try_next().await? {
+        let key = row.get_document("_id").ok();
+        let part = |name| {
+            key.and_then(|key| key.get_str(name).ok())
+                .unwrap_or("?")
+                .to_owned()
+        };
+        let count = row
+            .get_i32("n")
+            .map(i64::from)
+            .or_else(|_| row.get_i64("n"))
+            .unwrap_or(0);
+        counts.push((part("channel"), part("value"), count));
+    }
+    Ok(counts)
+}
+
 fn redis_memory(info: &str) -> u64 {
     info.lines()
         .find_map(|line| line.strip_prefix("used_memory:"))
@@ -208,7 +248,29 @@ fn redis_memory(info: &str) -> u64 {
 
 /// Runs the soak for `minutes` at `rate` messages per second.
 pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
-    let platform = Platform::start_with(&[("SPRAYER_AMQP_RETRY_TIERS", RETRY_TIERS)]).await?;
+    let peers = Peers::start(500)?;
+    let platform = Platform::start_with(&[
+        ("SPRAYER_AMQP_RETRY_TIERS", RETRY_TIERS),
+        (
+            "SPRAYER_ACCEPTER_CHANNELS",
+            r#"["http","ws","sms","email"]"#,
+        ),
+    ])
+    .await?;
+    platform
+        .set_provider(
+            "sms",
+            &json!({"host": "127.0.0.1", "port": peers.smsc_port, "system_id": SMSC_ACCOUNT.0,
+                    "password": SMSC_ACCOUNT.1, "source": "Soak"}),
+        )
+        .await?;
+    platform
+        .set_provider(
+            "email",
+            &json!({"host": "127.0.0.1", "port": peers.smtp_port, "tls": "none",
+                    "from": "Soak <soak@sprayer.example>"}),
+        )
+        .await?;
     let started = Instant::now();
     let received = Arc::new(Mutex::new(Received::default()));
     let url = receiver(received.clone(), started).await?;
@@ -233,6 +295,16 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
             .iter()
             .map(|user| json!({"user": user, "channel": "ws", "device": "inbox", "address": {}})),
     );
+    // A tenth of the numbers get UNDELIV receipts (the SMSC's "777" numbers), a tenth of the
+    // addresses a 451 to their first mail (its "busy" addresses).
+    endpoints.extend((0..SMS_USERS).map(|n| {
+        let number = if n % 10 == 9 { format!("+777{n:08}") } else { format!("+3162{n:07}") };
+        json!({"user": format!("ss{n}"), "channel": "sms", "device": "mobile", "address": {"msisdn": number}})
+    }));
+    endpoints.extend((0..EMAIL_USERS).map(|n| {
+        let address = if n % 10 == 9 { format!("busy{n}@example.com") } else { format!("se{n}@example.com") };
+        json!({"user": format!("se{n}"), "channel": "email", "device": "inbox", "address": {"address": address}})
+    }));
     platform.register_endpoints(&endpoints).await?;
     let mut tokens = Vec::with_capacity(WS_USERS);
     for user in &ws_users {
@@ -275,6 +347,7 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
         ("deliverer", platform.deliverer_pid()),
     ];
     let mut rss: Vec<(f64, u64, u64)> = Vec::new();
+    let mut threads: Vec<(f64, u64, u64)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     let permits = Arc::new(tokio::sync::Semaphore::new(64));
     let platform = Arc::new(platform);
@@ -287,6 +360,11 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
                 started.elapsed().as_secs_f64(),
                 rss_kib(pids[0].1),
                 rss_kib(pids[1].1),
+            ));
+            threads.push((
+                started.elapsed().as_secs_f64(),
+                proc_status(pids[0].1, "Threads:"),
+                proc_status(pids[1].1, "Threads:"),
             ));
             next_sample += Duration::from_secs(30);
         }
@@ -302,29 +380,45 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
         );
         tokio::spawn(async move {
             let roll = n % 100;
+            // The recipient, at random (`n` already chose the kind of send).
+            let pick = |users: usize| rand::random::<u64>() as usize % users;
             let (body, deliveries, key) = if roll < 55 {
-                let user = &format!("sh{}", n as usize % HOOK_USERS);
+                let user = &format!("sh{}", pick(HOOK_USERS));
                 (
                     json!({"to": {"user": user}, "channels": ["http"], "content": {"body": "soak"}}),
                     1,
                     None,
                 )
             } else if roll < 65 {
-                let user = &format!("sh{}", n as usize % HOOK_USERS);
+                let user = &format!("sh{}", pick(HOOK_USERS));
                 (
                     json!({"to": {"user": user}, "channels": ["http"], "content": {"body": "soak", "data": {"n": n}}}),
                     1,
                     Some(format!("soak-{n}")),
                 )
             } else if roll < 66 {
-                let group = format!("soak{}", n as usize % GROUPS);
+                let group = format!("soak{}", pick(GROUPS));
                 (
                     json!({"to": {"group": group}, "channels": ["http"], "content": {"body": "soak group"}}),
                     GROUP_SIZE as u64,
                     None,
                 )
+            } else if roll < 70 {
+                let user = format!("ss{}", pick(SMS_USERS));
+                (
+                    json!({"to": {"user": user}, "channels": ["sms"], "content": {"body": format!("soak sms {n}")}}),
+                    1,
+                    None,
+                )
+            } else if roll < 74 {
+                let user = format!("se{}", pick(EMAIL_USERS));
+                (
+                    json!({"to": {"user": user}, "channels": ["email"], "content": {"title": "Soak", "body": format!("soak mail {n}")}}),
+                    1,
+                    None,
+                )
             } else {
-                let user = format!("sw{}", n as usize % WS_USERS);
+                let user = format!("sw{}", pick(WS_USERS));
                 (
                     json!({"to": {"user": user}, "channels": ["ws"], "ttl": WS_TTL_SECONDS, "content": {"body": "soak ws"}}),
                     1,
@@ -385,7 +479,11 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
     };
     // The last ws messages expire WS_TTL_SECONDS after they were sent; the last retries run
     // 26 s after their first attempt. Wait until every delivery is final, at most 5 minutes.
-    let final_filter = doc! {"status": {"$in": ["delivered", "failed", "expired", "unregistered"]}};
+    // Email ends at `sent`: the relay took it and reports nothing later.
+    let final_filter = doc! {"$or": [
+        {"channel": {"$ne": "email"}, "status": {"$in": ["delivered", "failed", "expired", "unregistered"]}},
+        {"channel": "email", "status": {"$in": ["sent", "failed", "unregistered"]}},
+    ]};
     let wait_until = Instant::now() + Duration::from_secs(WS_TTL_SECONDS + 180);
     let mut finals = 0;
     while Instant::now() < wait_until {
@@ -396,21 +494,25 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let total = deliveries.count_documents(doc! {}).await?;
+    // Deliveries by channel and status, and the reasons of the failed ones.
     let mut by_status = serde_json::Map::new();
-    for status in [
-        "queued",
-        "sent",
-        "delivered",
-        "failed",
-        "expired",
-        "unregistered",
-    ] {
-        let count = deliveries.count_documents(doc! {"status": status}).await?;
-        by_status.insert(status.into(), json!(count));
+    for (channel, status, count) in count_by(&deliveries, doc! {}, "status").await? {
+        by_status.entry(channel).or_insert_with(|| json!({}))[status] = json!(count);
+    }
+    let mut failure_reasons = serde_json::Map::new();
+    for (channel, error, count) in count_by(&deliveries, doc! {"status": "failed"}, "error").await?
+    {
+        failure_reasons.insert(format!("{channel}: {error}"), json!(count));
     }
     let failed_without_reason = deliveries
         .count_documents(doc! {"status": "failed", "error": {"$exists": false}})
         .await?;
+    let emails_sent = deliveries
+        .count_documents(doc! {"channel": "email", "status": "sent"})
+        .await?;
+    let sms_recorded = deliveries.count_documents(doc! {"channel": "sms"}).await?;
+    let (sms_submits, sms_submitted_again) = peers.sms_submits();
+    let mails = peers.mails();
     let messages = mongo
         .database(&platform.database)
         .collection::<Document>("messages")
@@ -484,6 +586,8 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
         "failed_have_reasons": failed_without_reason == 0,
         "no_webhook_taken_twice": duplicates == 0,
         "no_acked_message_again": ws_again == 0,
+        "every_sms_submitted_once": sms_submitted_again == 0 && sms_submits == sms_recorded,
+        "every_mail_arrived_once": mails == emails_sent,
         "idempotent_retries_same_id": replays_other_id == 0,
         "rss_flat": api_growth <= 0.10 && deliverer_growth <= 0.10,
         "p99_steady": last_p99 <= 1.5 * first_p99,
@@ -503,15 +607,19 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
         "deliveries_recorded": total,
         "deliveries_final": finals,
         "by_status": by_status,
+        "failure_reasons": failure_reasons,
         "messages_recorded": messages,
         "receiver_500s": refused_by_receiver,
         "webhooks_taken_twice": duplicates,
         "ws_frames": ws_frames,
         "ws_frames_after_ack": ws_again,
+        "sms": {"deliveries": sms_recorded, "submits_accepted": sms_submits, "submitted_again": sms_submitted_again},
+        "email": {"sent": emails_sent, "mails_stored": mails},
         "webhook_p99_first_5min_ms": first_p99,
         "webhook_p99_last_5min_ms": last_p99,
         "rss_growth_after_warmup": {"api": api_growth, "deliverer": deliverer_growth},
         "rss_kib": rss.iter().map(|s| json!([s.0.round(), s.1, s.2])).collect::<Vec<_>>(),
+        "threads": threads.iter().map(|s| json!([s.0.round(), s.1, s.2])).collect::<Vec<_>>(),
         "redis_used_memory": {"start": redis_start, "end": redis_end, "idempotency_keys": idempotency_keys},
         "mongodb_data_bytes": mongo_data_bytes,
     });

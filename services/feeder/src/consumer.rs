@@ -1,9 +1,17 @@
 //! The feeder's loop: gather status batches from the `status` queue until `feeder.batch_size`
-//! events or `feeder.batch_wait` has passed, write them in bulk (while the next batch gathers),
-//! and ack only what MongoDB took.
+//! events or `feeder.batch_wait` has passed, write them in bulk (up to
+//! `feeder.writes_in_flight` batches at once, while the next one gathers), and ack only what
+//! MongoDB took, in order.
+//!
+//! Batches written at the same time may hold events of the same delivery: the rank rule of
+//! [`write`](mod@crate::write) makes the outcome the same in any order. Acks use `multiple`, so a
+//! batch is acknowledged only once every batch before it was written and acknowledged; a batch
+//! whose predecessor was not (shutting down while MongoDB is away) acknowledges nothing and the
+//! broker delivers both again.
 //! While MongoDB is down it keeps retrying and acks nothing, so the queue grows and nothing is
 //! lost.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +22,8 @@ use sprayer_shared::Settings;
 use sprayer_shared::amqp::{self, AmqpError, Brokers, Consuming, Topology};
 use sprayer_shared::model::{DeliveryEvent, MessageRecord, StatusBatch};
 use sprayer_shared::mongo::Mongo;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::write::{latest_per_delivery, write};
@@ -63,16 +73,14 @@ async fn session(
         .consume_status(&feed.topology, settings.feeder.prefetch)
         .await?;
     let mut pending = Pending::default();
-    // One batch is written while the next one gathers; acks stay in order because a write
-    // starts only after the previous one has finished (and acked).
-    let mut writing: Option<tokio::task::JoinHandle<()>> = None;
+    let mut writing = Writing::default();
     let wait = settings.feeder.batch_wait;
     let result = loop {
         let deadline = pending.since.map(|since| since + wait);
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             _ = sleep_until(deadline) => {
-                writing = Some(hand_over(&feed, &mut pending, writing, &shutdown).await);
+                writing.hand_over(&feed, &mut pending, &shutdown).await;
             }
             next = consumer.next() => match next {
                 None => break Ok(()),
@@ -81,16 +89,16 @@ async fn session(
                     metrics::counter!("sprayer_amqp_deliveries_total", "queue" => "status").increment(1);
                     take(&mut pending, delivery).await;
                     if pending.events.len() + pending.messages.len() >= settings.feeder.batch_size {
-                        writing = Some(hand_over(&feed, &mut pending, writing, &shutdown).await);
+                        writing.hand_over(&feed, &mut pending, &shutdown).await;
                     }
                 }
             },
         }
     };
-    if let Some(previous) = writing.take() {
-        let _ = previous.await;
-    }
-    if !pending.deliveries.is_empty() && !shutdown.is_cancelled() {
+    let previous_acked = writing.finish().await;
+    if !previous_acked {
+        // A batch before these was not written: nothing after it may be acknowledged.
+    } else if !pending.deliveries.is_empty() && !shutdown.is_cancelled() {
         flush(&feed, &mut pending, &shutdown).await?;
     } else if !pending.deliveries.is_empty() {
         // Shutting down: one last try, then leave the rest to the queue.
@@ -100,21 +108,55 @@ async fn session(
     result
 }
 
-/// Waits for the write in flight, then starts writing what is pending in a task of its own.
-async fn hand_over(
-    feed: &Arc<Feed>,
-    pending: &mut Pending,
-    writing: Option<tokio::task::JoinHandle<()>>,
-    shutdown: &CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    if let Some(previous) = writing {
-        let _ = previous.await;
+/// The batches being written, oldest first, and how the newest one will tell whether it was
+/// acknowledged.
+#[derive(Default)]
+struct Writing {
+    tasks: VecDeque<JoinHandle<()>>,
+    last_acked: Option<oneshot::Receiver<bool>>,
+}
+
+impl Writing {
+    /// Starts writing what is pending in a task of its own, once fewer than
+    /// `feeder.writes_in_flight` writes are running.
+    async fn hand_over(
+        &mut self,
+        feed: &Arc<Feed>,
+        pending: &mut Pending,
+        shutdown: &CancellationToken,
+    ) {
+        while self.tasks.len() >= feed.settings.feeder.writes_in_flight.max(1) {
+            if let Some(oldest) = self.tasks.pop_front() {
+                let _ = oldest.await;
+            }
+        }
+        let mut batch = std::mem::take(pending);
+        let (feed, shutdown) = (feed.clone(), shutdown.clone());
+        let previous = self.last_acked.take();
+        let (acked, last_acked) = oneshot::channel();
+        self.last_acked = Some(last_acked);
+        self.tasks.push_back(tokio::spawn(async move {
+            let written = write_until_taken(&feed, &mut batch, &shutdown).await;
+            // Acks in order: this batch's `multiple` ack covers the ones before it.
+            let in_order = match previous {
+                Some(previous) => previous.await.unwrap_or(false),
+                None => true,
+            };
+            let done = written && in_order && ack(&mut batch).await;
+            let _ = acked.send(done);
+        }));
     }
-    let mut batch = std::mem::take(pending);
-    let (feed, shutdown) = (feed.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        let _ = flush(&feed, &mut batch, &shutdown).await;
-    })
+
+    /// Waits for every write; returns whether the last one was acknowledged.
+    async fn finish(&mut self) -> bool {
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        match self.last_acked.take() {
+            Some(last) => last.await.unwrap_or(false),
+            None => true,
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -146,20 +188,60 @@ async fn flush(
     pending: &mut Pending,
     shutdown: &CancellationToken,
 ) -> Result<(), AmqpError> {
+    if write_until_taken(feed, pending, shutdown).await {
+        ack(pending).await;
+    }
+    Ok(())
+}
+
+/// Writes what is pending, retrying with backoff until MongoDB takes it; returns whether it
+/// was written (not when shutting down first).
+async fn write_until_taken(
+    feed: &Feed,
+    pending: &mut Pending,
+    shutdown: &CancellationToken,
+) -> bool {
     let mut backoff = Duration::from_millis(200);
     loop {
-        if flush_once(feed, pending).await {
-            return Ok(());
+        if write_once(feed, pending).await {
+            return true;
         }
         if !sprayer_shared::shutdown::sleep_or_cancel(backoff, shutdown).await {
-            return Ok(());
+            return false;
         }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
-/// One write attempt; on success acks and clears what was pending. Returns whether it wrote.
+/// One write attempt, then, when it wrote, the ack. Returns whether it wrote.
 async fn flush_once(feed: &Feed, pending: &mut Pending) -> bool {
+    let written = write_once(feed, pending).await;
+    if written {
+        ack(pending).await;
+    }
+    written
+}
+
+/// Acknowledges every status message of a written batch (with `multiple`, so the ones before
+/// it too) and clears it; returns whether the broker took the ack.
+async fn ack(pending: &mut Pending) -> bool {
+    let acked = match pending.deliveries.last() {
+        Some(last) => match last.ack(BasicAckOptions { multiple: true }).await {
+            Ok(_) => true,
+            Err(error) => {
+                // The broker redelivers; rewriting the same events changes nothing.
+                tracing::warn!(%error, "cannot ack written status messages");
+                false
+            }
+        },
+        None => true,
+    };
+    *pending = Pending::default();
+    acked
+}
+
+/// One write attempt of what is pending. Returns whether MongoDB took it.
+async fn write_once(feed: &Feed, pending: &mut Pending) -> bool {
     if pending.deliveries.is_empty() {
         pending.since = None;
         return true;
@@ -174,14 +256,6 @@ async fn flush_once(feed: &Feed, pending: &mut Pending) -> bool {
                 .increment(written.stale as u64);
             metrics::histogram!("sprayer_feeder_write_seconds")
                 .record(started.elapsed().as_secs_f64());
-            if let Some(last) = pending.deliveries.last() {
-                let acked = last.ack(BasicAckOptions { multiple: true }).await;
-                if let Err(error) = acked {
-                    // The broker redelivers; rewriting the same events changes nothing.
-                    tracing::warn!(%error, "cannot ack written status messages");
-                }
-            }
-            *pending = Pending::default();
             true
         }
         Err(error) => {

@@ -23,6 +23,9 @@ pub struct FeederSettings {
     pub batch_wait: Duration,
     /// Status messages held unacknowledged at once.
     pub prefetch: u16,
+    /// Bulk writes in flight at once (their acks stay in order: a batch is acknowledged only
+    /// after every batch before it was written and acknowledged).
+    pub writes_in_flight: usize,
 }
 
 impl Default for FeederSettings {
@@ -33,6 +36,7 @@ impl Default for FeederSettings {
             batch_size: 2_000,
             batch_wait: Duration::from_millis(50),
             prefetch: 64,
+            writes_in_flight: 2,
         }
     }
 }

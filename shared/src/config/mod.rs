@@ -272,6 +272,10 @@ impl Settings {
             self.feeder.prefetch > 0,
             "feeder.prefetch must be at least 1",
         );
+        check(
+            self.feeder.writes_in_flight > 0,
+            "feeder.writes_in_flight must be at least 1",
+        );
         if self.accepter.channels.contains(&Channel::Ws) {
             use secrecy::ExposeSecret;
             check(

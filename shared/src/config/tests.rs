@@ -127,6 +127,14 @@ fn every_problem_is_reported_at_once() {
     settings.amqp.prefetch = 0;
     settings.redis.group_shards = 0;
     settings.feeder.batch_size = 0;
-    let error = settings.validate().expect_err("three problems");
-    assert_eq!(error.problems.len(), 3, "{error}");
+    settings.feeder.writes_in_flight = 0;
+    let error = settings.validate().expect_err("four problems");
+    assert_eq!(error.problems.len(), 4, "{error}");
+    assert!(
+        error
+            .problems
+            .iter()
+            .any(|problem| problem.starts_with("feeder.writes_in_flight")),
+        "{error}"
+    );
 }
