@@ -101,9 +101,9 @@ bench_deps() {
 # The Python packages the test peers use, in their own virtualenv.
 peer_venv() {
   make_venv "$stack_dir/venv"
-  if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece, schemathesis' 2>/dev/null; then
+  if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece, schemathesis, standardwebhooks' 2>/dev/null; then
     log "installing the test peers' Python packages"
-    "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*' 'schemathesis==4.32.*'
+    "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*' 'schemathesis==4.32.*' 'standardwebhooks==1.*'
   fi
 }
 

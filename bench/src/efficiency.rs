@@ -187,6 +187,7 @@ async fn publish_events(platform: &Platform) -> anyhow::Result<u64> {
         let message = topology.status_message(&StatusBatch {
             messages: Vec::new(),
             deliveries: vec![event],
+            app_events: Vec::new(),
         });
         let publisher = publisher.clone();
         async move {

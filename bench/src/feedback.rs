@@ -70,6 +70,7 @@ pub async fn run(count: usize) -> anyhow::Result<Value> {
                 topology.status_message(&StatusBatch {
                     messages: Vec::new(),
                     deliveries: deliveries.to_vec(),
+                    app_events: Vec::new(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

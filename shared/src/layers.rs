@@ -18,9 +18,10 @@ const LAYERS: [&[&str]; 5] = [
         "telemetry",
         "shutdown",
         "netguard",
+        "signing",
         "wstoken",
     ],
-    &["expand", "ops", "startup"],
+    &["expand", "ops", "startup", "feed"],
 ];
 
 /// `text` without its comment lines.

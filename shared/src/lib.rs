@@ -7,15 +7,17 @@
 //! 3. [`tls`]: the TLS files the settings name, read and checked when a service starts;
 //! 4. [`amqp`] (topology, brokers, publisher, consumer set-up), [`redis`] and [`mongo`]: the
 //!    connections and the key and document layouts; [`listen`]: every HTTP listener;
-//!    [`telemetry`], [`shutdown`], [`netguard`] (the webhook address guard) and [`wstoken`]
-//!    (the signed tokens browsers open WebSockets with);
+//!    [`telemetry`], [`shutdown`], [`netguard`] (the webhook address guard and its resolver),
+//!    [`signing`] (Standard Webhooks signatures) and [`wstoken`] (the signed tokens browsers
+//!    open WebSockets with);
 //! 5. [`expand`]: a job's target into recipients, shared by the dispatchers and the deliverer;
 //!    [`ops`]: health, readiness and metrics endpoints; [`startup`]: why a service could not
-//!    start.
+//!    start; [`feed`]: the app event feed's documents, cursors and reads.
 
 pub mod amqp;
 pub mod config;
 pub mod expand;
+pub mod feed;
 pub mod listen;
 pub mod model;
 pub mod mongo;
@@ -23,6 +25,7 @@ pub mod netguard;
 pub mod ops;
 pub mod redis;
 pub mod shutdown;
+pub mod signing;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;

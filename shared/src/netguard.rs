@@ -29,6 +29,14 @@ impl AddressGuard {
         is_public(ip) || self.allowed.iter().any(|network| network.contains(&ip))
     }
 
+    /// A resolver for HTTP clients that keeps only the addresses this guard permits, so that a
+    /// name cannot lead a webhook to a private network, whatever it resolves to at the time.
+    pub fn resolver(&self) -> std::sync::Arc<GuardedResolver> {
+        std::sync::Arc::new(GuardedResolver {
+            guard: self.clone(),
+        })
+    }
+
     /// Whether the URL's host, when it is a literal address, may be reached (names are checked
     /// when they are resolved).
     pub fn permits_host(&self, host: &url::Host<&str>) -> bool {
@@ -137,4 +145,48 @@ mod tests {
         assert!(guard.permits(ip("127.0.0.1")));
         assert!(!guard.permits(ip("10.0.0.1")));
     }
+}
+
+/// A name that resolved to no address a webhook may reach.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to no public address (see webhook.allow_networks)")]
+pub struct NoPublicAddress {
+    host: String,
+}
+
+/// Resolves webhook hosts and keeps only the addresses the guard permits (see
+/// [`AddressGuard::resolver`]).
+pub struct GuardedResolver {
+    guard: AddressGuard,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = self.guard.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let permitted: Vec<std::net::SocketAddr> = resolved
+                .filter(|address| guard.permits(address.ip()))
+                .collect();
+            if permitted.is_empty() {
+                return Err(
+                    Box::new(NoPublicAddress { host }) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(permitted.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The guard's refusal behind a send error, if that is what it was.
+pub fn refused_by_guard(error: &reqwest::Error) -> Option<&NoPublicAddress> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<NoPublicAddress>() {
+            return Some(refused);
+        }
+        source = cause.source();
+    }
+    None
 }

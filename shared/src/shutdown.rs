@@ -44,3 +44,12 @@ pub async fn sleep_or_cancel(delay: std::time::Duration, token: &CancellationTok
         _ = token.cancelled() => false,
     }
 }
+
+/// Sleeps until `deadline`, or forever when there is none (a `select!` branch that fires only
+/// once something has started a clock).
+pub async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}

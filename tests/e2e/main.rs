@@ -6,6 +6,7 @@
 
 mod api;
 mod channels;
+mod events;
 mod faults;
 mod scale;
 mod security;

@@ -99,6 +99,22 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail)
     }
 
+    /// 410: what the request points at existed but is gone for good (an expired cursor).
+    pub fn gone(kind: &'static str, field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, kind, "Gone", detail).at(field)
+    }
+
+    /// 400: a query parameter is not acceptable.
+    pub fn bad_parameter(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad-parameter",
+            "Bad parameter",
+            detail,
+        )
+        .at(field)
+    }
+
     /// 413: the body is larger than the limit.
     pub fn too_large(limit: usize) -> Self {
         Self::new(

@@ -20,7 +20,12 @@ use crate::routes;
 use crate::state::AppState;
 
 /// Why the accepter could not start.
-pub type StartError = sprayer_shared::StartError;
+pub type StartError = sprayer_shared::StartError<ClientError>;
+
+/// The HTTP client for event endpoint tests could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client for event endpoint tests: {0}")]
+pub struct ClientError(#[from] reqwest::Error);
 
 /// A built accepter, bound and ready to serve.
 pub struct Accepter {
@@ -52,7 +57,18 @@ impl Accepter {
         if let Err(error) = publisher.check().await {
             tracing::warn!(%error, "rabbitmq not reachable yet; POST /v1/messages answers 503 until it is");
         }
+        let event_client = reqwest::Client::builder()
+            .dns_resolver(
+                sprayer_shared::netguard::AddressGuard::new(&settings.webhook.allow_networks)
+                    .resolver(),
+            )
+            .connect_timeout(settings.webhook.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Sprayer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| StartError::Service(error.into()))?;
         let state = AppState {
+            event_client,
             apps: Arc::new(crate::apps::Apps::new(
                 mongo.clone(),
                 settings.accepter.key_cache_ttl,

@@ -33,6 +33,8 @@ pub struct AppState {
     pub commits: crate::commit::Commits,
     /// The queue depths last polled from RabbitMQ.
     pub queues: crate::queues::QueueDepths,
+    /// Sends event endpoint tests (the webhook address guard resolves its names).
+    pub event_client: reqwest::Client,
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

@@ -40,6 +40,7 @@ impl Hub {
         let batch = StatusBatch {
             messages: Vec::new(),
             deliveries: events,
+            app_events: Vec::new(),
         };
         let message = self.publisher.topology().status_message(&batch)?;
         self.publisher.publish(message).await

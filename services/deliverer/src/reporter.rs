@@ -133,6 +133,7 @@ async fn publish(publisher: &Publisher, events: Vec<DeliveryEvent>) {
         let status = StatusBatch {
             messages: Vec::new(),
             deliveries: chunk.to_vec(),
+            app_events: Vec::new(),
         };
         let message = match publisher.topology().status_message(&status) {
             Ok(message) => message,

@@ -79,7 +79,7 @@ async fn session(
         let deadline = pending.since.map(|since| since + wait);
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
-            _ = sleep_until(deadline) => {
+            _ = sprayer_shared::shutdown::sleep_until(deadline) => {
                 writing.hand_over(&feed, &mut pending, &shutdown).await;
             }
             next = consumer.next() => match next {
@@ -156,13 +156,6 @@ impl Writing {
             Some(last) => last.await.unwrap_or(false),
             None => true,
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Every Sprayer service in one process: the accepter, one dispatcher per served channel, the
-//! WebSocket deliverer (when `ws` is served) and the feeder, sharing one shutdown token. For a
+//! WebSocket deliverer (when `ws` is served), the feeder and the events service, sharing one
+//! shutdown token. For a
 //! laptop, for the tests, and for small installations. [`Role`]s pick a subset, so the same
 //! binary can run a single service (`sprayer run --only deliverer`).
 
@@ -8,6 +9,7 @@ use std::net::SocketAddr;
 use sprayer_accepter::Accepter;
 use sprayer_deliverer::Deliverer;
 use sprayer_dispatcher::Dispatcher;
+use sprayer_events::Events;
 use sprayer_feeder::Feeder;
 use sprayer_shared::Settings;
 use sprayer_shared::model::Channel;
@@ -29,6 +31,9 @@ pub enum StartError {
     /// The deliverer could not start.
     #[error("deliverer: {0}")]
     Deliverer(#[from] sprayer_deliverer::startup::StartError),
+    /// The events service could not start.
+    #[error("events: {0}")]
+    Events(sprayer_events::startup::StartError),
 }
 
 /// A service this process can run.
@@ -42,15 +47,18 @@ pub enum Role {
     Deliverer,
     /// The status feeder.
     Feeder,
+    /// The events service: event feeds and event endpoints.
+    Events,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::Accepter,
         Role::Dispatchers,
         Role::Deliverer,
         Role::Feeder,
+        Role::Events,
     ];
 }
 
@@ -60,6 +68,7 @@ pub struct Sprayer {
     dispatchers: Vec<Dispatcher>,
     deliverer: Option<Deliverer>,
     feeder: Option<Feeder>,
+    events: Option<Events>,
 }
 
 impl Sprayer {
@@ -78,6 +87,7 @@ impl Sprayer {
             // One process, one metrics registry: the accepter's /metrics covers every service.
             settings.dispatcher.ops_listen = None;
             settings.feeder.ops_listen = None;
+            settings.events.ops_listen = None;
         }
         let mut dispatchers = Vec::new();
         if roles.contains(&Role::Dispatchers) {
@@ -102,6 +112,15 @@ impl Sprayer {
         } else {
             None
         };
+        let events = if roles.contains(&Role::Events) {
+            Some(
+                Events::build(settings.clone())
+                    .await
+                    .map_err(StartError::Events)?,
+            )
+        } else {
+            None
+        };
         let accepter = if all {
             Some(
                 Accepter::build(settings)
@@ -116,6 +135,7 @@ impl Sprayer {
             dispatchers,
             deliverer,
             feeder,
+            events,
         })
     }
 
@@ -184,6 +204,15 @@ impl Sprayer {
                     .map_err(|error| failed("feeder".to_owned())(&error))
             });
         }
+        if let Some(events) = self.events {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                events
+                    .run_until_stopped(shutdown)
+                    .await
+                    .map_err(|error| failed("events".to_owned())(&error))
+            });
+        }
         if let Some(accepter) = self.accepter {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
@@ -215,7 +244,7 @@ impl Sprayer {
 #[derive(Debug, thiserror::Error)]
 #[error("{service} failed: {reason}")]
 pub struct ServiceFailed {
-    /// The service (`accepter`, `dispatcher sms`, `deliverer`, `feeder`).
+    /// The service (`accepter`, `dispatcher sms`, `deliverer`, `feeder`, `events`).
     pub service: String,
     /// Why.
     pub reason: String,

@@ -25,7 +25,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run the accepter, a dispatcher per served channel, the WebSocket deliverer (when ws is
-    /// served) and the feeder in this process.
+    /// served), the feeder and the events service in this process.
     Run {
         /// Run only these services (comma-separated), e.g. `--only deliverer` for one more
         /// deliverer node.

@@ -176,6 +176,7 @@ pub fn event_committer(
                         .status_message(&crate::model::StatusBatch {
                             messages: Vec::new(),
                             deliveries: chunk.to_vec(),
+                            app_events: Vec::new(),
                         })
                         .map_err(AmqpError::from)
                 })

@@ -28,6 +28,14 @@ pub struct Consuming {
     pub consumer: lapin::Consumer,
 }
 
+/// What a consumer declares before it consumes, beside the status path.
+#[derive(Clone, Copy)]
+enum Declare {
+    Status,
+    Job(Channel),
+    Events,
+}
+
 /// How long a consumer gives each broker to take its connection.
 const CONSUMER_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -41,7 +49,7 @@ impl Brokers {
         prefetch: u16,
     ) -> Result<Consuming, AmqpError> {
         let queue = topology.jobs_queue(channel);
-        self.consume(topology, &queue, prefetch, Some(channel))
+        self.consume(topology, &queue, prefetch, Declare::Job(channel))
             .await
     }
 
@@ -51,12 +59,33 @@ impl Brokers {
         topology: &Topology,
         prefetch: u16,
     ) -> Result<Consuming, AmqpError> {
-        self.consume(topology, &topology.status_queue(), prefetch, None)
-            .await
+        self.consume(
+            topology,
+            &topology.status_queue(),
+            prefetch,
+            Declare::Status,
+        )
+        .await
+    }
+
+    /// A consumer of `events` (see `Brokers::consume`), the status path and the events queue
+    /// declared first. The queue has a single active consumer: a second one waits.
+    pub async fn consume_events(
+        &self,
+        topology: &Topology,
+        prefetch: u16,
+    ) -> Result<Consuming, AmqpError> {
+        self.consume(
+            topology,
+            &topology.events_queue(),
+            prefetch,
+            Declare::Events,
+        )
+        .await
     }
 
     /// Connects (see [`Brokers::connect`]), opens a channel with `prefetch`, declares the
-    /// status path (and the queues of the job channel `declare`) and starts a manual-ack
+    /// status path (and what `declare` adds) and starts a manual-ack
     /// consumer of `queue`. Setting up on the connection must take less than
     /// [`SETUP_TIMEOUT`], or the attempt fails and the next starts with the next broker.
     async fn consume(
@@ -64,7 +93,7 @@ impl Brokers {
         topology: &Topology,
         queue: &str,
         prefetch: u16,
-        declare: Option<Channel>,
+        declare: Declare,
     ) -> Result<Consuming, AmqpError> {
         let connection = self.connect(CONSUMER_CONNECT_TIMEOUT).await?;
         let (channel, consumer) = within_setup_time("setting up a consumer", async {
@@ -72,9 +101,13 @@ impl Brokers {
             channel
                 .basic_qos(prefetch, BasicQosOptions::default())
                 .await?;
-            topology.declare_status(&channel).await?;
-            if let Some(job_channel) = declare {
-                topology.declare_channel(&channel, job_channel).await?;
+            match declare {
+                Declare::Status => topology.declare_status(&channel).await?,
+                Declare::Job(job_channel) => {
+                    topology.declare_status(&channel).await?;
+                    topology.declare_channel(&channel, job_channel).await?;
+                }
+                Declare::Events => topology.declare_events(&channel).await?,
             }
             let consumer = channel
                 .basic_consume(

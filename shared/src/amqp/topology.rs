@@ -5,7 +5,11 @@
 //! <p>sprayer.jobs (direct) ──<channel>──► <p>jobs.<channel> ──rejected──► <p>jobs.<channel>.dead
 //! <p>jobs.<channel>.retry.<delay> (TTL) ──expired──► <p>sprayer.jobs ──<channel>──► <p>jobs.<channel>
 //! <p>sprayer.status (direct) ──status──► <p>status ──rejected──► <p>status.dead
+//!                             ──status──► <p>events ──rejected──► <p>events.dead
 //! ```
+//!
+//! `events` (a copy of every status message, for the events service's feed writer) is declared
+//! by the events service only, so an installation that does not run it keeps no copies.
 
 use std::time::Duration;
 
@@ -83,6 +87,16 @@ impl Topology {
         format!("{}status.dead", self.prefix)
     }
 
+    /// The queue the events service's feed writer consumes: a copy of every status message.
+    pub fn events_queue(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    /// Where status messages the feed writer cannot read are kept.
+    pub fn events_dead_queue(&self) -> String {
+        format!("{}events.dead", self.prefix)
+    }
+
     /// The arguments every queue gets: its type and, when set, its expiry. Only arguments that
     /// classic and quorum queues both take are used (no priorities, no exclusive or auto-delete
     /// queues), so `amqp.queue_type` switches every queue.
@@ -157,6 +171,20 @@ impl Topology {
         let queue = self.status_queue();
         declare_queue(amqp, &queue, arguments).await?;
         bind(amqp, &queue, &exchange, STATUS_ROUTING_KEY).await
+    }
+
+    /// Declares the events queue, bound beside the status queue. It has a single active
+    /// consumer: one feed writer at a time gives every event its place in the feed.
+    pub async fn declare_events(&self, amqp: &lapin::Channel) -> Result<(), AmqpError> {
+        self.declare_status(amqp).await?;
+        let dead = self.events_dead_queue();
+        declare_queue(amqp, &dead, self.queue_arguments()).await?;
+        let mut arguments = self.queue_arguments();
+        self.dead_letter_to(&mut arguments, "", &dead);
+        arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        let queue = self.events_queue();
+        declare_queue(amqp, &queue, arguments).await?;
+        bind(amqp, &queue, &self.status_exchange(), STATUS_ROUTING_KEY).await
     }
 
     /// Declares everything: the status path and every channel's queues.

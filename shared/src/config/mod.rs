@@ -3,7 +3,7 @@
 //! (`SPRAYER_MONGODB_URL`, `SPRAYER_AMQP_PREFETCH`, ...). Every problem is reported at once.
 //!
 //! One module per section of the settings file ([`amqp`], [`redis`], [`mongo`], [`accepter`],
-//! [`dispatcher`], [`webhook`], [`push`], [`sms`], [`feeder`], [`deliverer`], [`admin`],
+//! [`dispatcher`], [`webhook`], [`push`], [`sms`], [`feeder`], [`events`], [`deliverer`], [`admin`],
 //! [`telemetry`]); [`tls`] holds the TLS file names several sections share. This module depends
 //! on nothing else in the crate but [`crate::model`]: checking a setting never reads a file or
 //! opens a connection (files are loaded by [`crate::tls`] when a service starts).
@@ -20,6 +20,7 @@ pub mod admin;
 pub mod amqp;
 pub mod deliverer;
 pub mod dispatcher;
+pub mod events;
 pub mod feeder;
 pub mod mongo;
 pub mod push;
@@ -34,6 +35,7 @@ pub use admin::AdminSettings;
 pub use amqp::{AmqpSettings, QueueType};
 pub use deliverer::DelivererSettings;
 pub use dispatcher::DispatcherSettings;
+pub use events::EventsSettings;
 pub use feeder::FeederSettings;
 pub use mongo::MongoSettings;
 pub use push::PushSettings;
@@ -67,6 +69,8 @@ pub struct Settings {
     pub sms: SmsSettings,
     /// The status feeder.
     pub feeder: FeederSettings,
+    /// The events service: event feeds and event endpoints.
+    pub events: EventsSettings,
     /// The WebSocket deliverer and its tokens.
     pub deliverer: DelivererSettings,
     /// The administration API.
@@ -275,6 +279,26 @@ impl Settings {
         check(
             self.feeder.writes_in_flight > 0,
             "feeder.writes_in_flight must be at least 1",
+        );
+        check(
+            (1..=1_000).contains(&self.events.batch_max),
+            "events.batch_max must be 1 to 1000",
+        );
+        check(
+            self.events.write_batch > 0,
+            "events.write_batch must be at least 1",
+        );
+        check(
+            self.events.prefetch > 0,
+            "events.prefetch must be at least 1",
+        );
+        check(
+            !self.events.retry_tiers.is_empty(),
+            "events.retry_tiers must hold at least one wait",
+        );
+        check(
+            self.events.retention >= Duration::from_secs(3600),
+            "events.retention must be at least 1h",
         );
         if self.accepter.channels.contains(&Channel::Ws) {
             use secrecy::ExposeSecret;

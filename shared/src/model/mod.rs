@@ -3,6 +3,7 @@
 mod apns;
 mod channel;
 mod endpoint;
+mod event;
 mod ids;
 mod job;
 mod providers;
@@ -13,6 +14,10 @@ pub use channel::{Channel, UnknownChannel};
 pub use endpoint::{
     AddressError, EmailEndpoint, SmsEndpoint, TokenEndpoint, WebhookAddress, WebpushEndpoint,
     WebpushKeys, WsEndpoint, parse_address, redacted_address, valid_email, valid_msisdn,
+};
+pub use event::{
+    AppEvent, EventType, TypeFilter, UnknownEventType, accepted_event_id, delivery_event_id,
+    event_id,
 };
 pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, NodeId, UserId};
 pub use job::{Content, JOB_BATCH_KIND, Job, JobTarget, PendingDelivery, Priority, decode_jobs};

@@ -152,6 +152,10 @@ pub struct StatusBatch {
     /// Delivery changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deliveries: Vec<DeliveryEvent>,
+    /// Events for apps that are not a delivery's status (presence, inbound SMS, endpoint
+    /// state): only the events service reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_events: Vec<super::AppEvent>,
 }
 
 #[cfg(test)]

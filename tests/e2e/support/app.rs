@@ -14,6 +14,15 @@ use super::receiver::Receiver;
 use super::stack::{require_servers, test_settings};
 use super::wait::wait_until;
 
+/// Every role but the events service: what most tests need (the events service reads a copy
+/// of every status message, which only the tests of events look at).
+const WITHOUT_EVENTS: [sprayer::Role; 4] = [
+    sprayer::Role::Accepter,
+    sprayer::Role::Dispatchers,
+    sprayer::Role::Deliverer,
+    sprayer::Role::Feeder,
+];
+
 /// A running Sprayer (all services) with one app created through the admin API.
 pub struct TestApp {
     /// The API's base URL.
@@ -45,8 +54,15 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
-    /// Starts every service with the test settings changed by `adjust`.
+    /// Starts every service but the events service with the test settings changed by
+    /// `adjust` (the tests of events start it: [`TestApp::spawn_with_events`]).
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_roles(adjust, &WITHOUT_EVENTS).await
+    }
+
+    /// Starts every service, the events service too, with the test settings changed by
+    /// `adjust`.
+    pub async fn spawn_with_events(adjust: impl FnOnce(&mut Settings)) -> TestApp {
         Self::spawn_roles(adjust, &sprayer::Role::ALL).await
     }
 

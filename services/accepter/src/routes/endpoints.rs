@@ -141,22 +141,31 @@ fn stored_address(
         ApiError::validation(field, error.reason)
     })?;
     if channel == Channel::Http {
-        let guard = AddressGuard::new(&state.settings.webhook.allow_networks);
         let url = serde_json::from_str::<WebhookAddress>(&stored)
-            .ok()
-            .and_then(|address| url::Url::parse(&address.url).ok());
-        if let Some(host) = url.as_ref().and_then(url::Url::host)
-            && !guard.permits_host(&host)
-        {
-            return Err(ApiError::validation(
-                format!("{at}/url"),
-                format!(
-                    "{host} is not a public address; webhooks may reach it only when the operator allows its network (webhook.allow_networks)"
-                ),
-            ));
-        }
+            .map(|address| address.url)
+            .unwrap_or_default();
+        reachable_url(state, &url, &format!("{at}/url"))?;
     }
     Ok(stored)
+}
+
+/// Refuses a webhook URL (at `field`) whose host is a literal address outside the public
+/// internet, unless `webhook.allow_networks` holds it; names are checked each time they are
+/// resolved.
+pub fn reachable_url(state: &AppState, url: &str, field: &str) -> Result<(), ApiError> {
+    let guard = AddressGuard::new(&state.settings.webhook.allow_networks);
+    let url = url::Url::parse(url).ok();
+    if let Some(host) = url.as_ref().and_then(url::Url::host)
+        && !guard.permits_host(&host)
+    {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "{host} is not a public address; webhooks may reach it only when the operator allows its network (webhook.allow_networks)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn redacted(channel: Channel, stored: &str) -> serde_json::Value {

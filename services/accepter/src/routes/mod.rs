@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod console;
 pub mod endpoints;
+pub mod events;
 pub mod feedback;
 pub mod groups;
 pub mod messages;
@@ -27,9 +28,11 @@ use crate::state::AppState;
         messages::send, feedback::message, feedback::deliveries,
         endpoints::put, endpoints::add, endpoints::delete, endpoints::list, ws_token::mint,
         groups::put, groups::add, groups::delete, groups::list,
+        events::create, events::list, events::read, events::change, events::delete,
+        events::rotate_secret, events::test, events::replay, events::feed,
     ),
     modifiers(&Security),
-    tags((name = "messages"), (name = "endpoints"), (name = "groups"))
+    tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "events"))
 )]
 pub struct ApiDoc;
 
@@ -79,6 +82,23 @@ pub fn api() -> Router<AppState> {
             "/v1/groups/{group}/members/{user}",
             put(groups::put).delete(groups::delete),
         )
+        .route(
+            "/v1/event-endpoints",
+            post(events::create).get(events::list),
+        )
+        .route(
+            "/v1/event-endpoints/{id}",
+            get(events::read)
+                .patch(events::change)
+                .delete(events::delete),
+        )
+        .route(
+            "/v1/event-endpoints/{id}/rotate-secret",
+            post(events::rotate_secret),
+        )
+        .route("/v1/event-endpoints/{id}/test", post(events::test))
+        .route("/v1/event-endpoints/{id}/replay", post(events::replay))
+        .route("/v1/events", get(events::feed))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(api_document()) }),

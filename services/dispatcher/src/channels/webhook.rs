@@ -9,23 +9,16 @@
 //! retried (honouring `Retry-After`); any other answer is `failed`.
 
 use std::collections::HashMap;
-use std::error::Error as StdError;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use futures::future::BoxFuture;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
-use sha2::Sha256;
 use sprayer_shared::config::WebhookSettings;
 use sprayer_shared::model::{Job, Providers, WebhookAddress, delivery_id, now_ms};
 use sprayer_shared::netguard::AddressGuard;
+use sprayer_shared::signing::signed_headers;
 use tokio::sync::Semaphore;
 
 use super::Sender;
@@ -51,9 +44,7 @@ impl Webhooks {
     pub fn new(settings: &WebhookSettings) -> Result<Webhooks, WebhookClientError> {
         let guard = AddressGuard::new(&settings.allow_networks);
         let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                guard: guard.clone(),
-            }))
+            .dns_resolver(guard.resolver())
             .connect_timeout(settings.connect_timeout)
             .pool_max_idle_per_host(settings.pool_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
@@ -134,7 +125,7 @@ impl Webhooks {
             .timeout
             .min(Duration::from_millis(u64::try_from(left).unwrap_or(0)));
         let timestamp = now_ms() / 1000;
-        let headers = match signed_headers(&id, timestamp, &body, &key) {
+        let headers = match signed_headers(&id, timestamp, &body, &[&key]) {
             Some(headers) => headers,
             None => {
                 return Outcome::Failed {
@@ -160,11 +151,13 @@ impl Webhooks {
                 classify(status, after)
             }
             Err(error) if error.is_timeout() && now_ms() >= job.expires_at => Outcome::Expired,
-            Err(error) if refused_by_guard(&error).is_some() => Outcome::Failed {
-                error: refused_by_guard(&error)
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            },
+            Err(error) if sprayer_shared::netguard::refused_by_guard(&error).is_some() => {
+                Outcome::Failed {
+                    error: sprayer_shared::netguard::refused_by_guard(&error)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                }
+            }
             Err(error) => Outcome::Retry {
                 error: describe(&error),
                 after: None,
@@ -221,23 +214,6 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + since_epoch).to_string()
 }
 
-/// The three Standard Webhooks headers and the content type.
-fn signed_headers(id: &str, timestamp: i64, body: &[u8], key: &[u8]) -> Option<HeaderMap> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    let mut headers = HeaderMap::new();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert("webhook-id", HeaderValue::from_str(id).ok()?);
-    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
-    headers.insert("webhook-signature", HeaderValue::from_str(&signature).ok()?);
-    Some(headers)
-}
-
 fn classify(status: StatusCode, after: Option<Duration>) -> Outcome {
     if status.is_success() {
         Outcome::Delivered
@@ -254,48 +230,6 @@ fn classify(status: StatusCode, after: Option<Duration>) -> Outcome {
             error: format!("receiver answered {}", status.as_u16()),
         }
     }
-}
-
-/// A name that resolved to no address a webhook may reach.
-#[derive(Debug, thiserror::Error)]
-#[error("{host} resolves to no public address (see webhook.allow_networks)")]
-struct NoPublicAddress {
-    host: String,
-}
-
-/// Resolves webhook hosts and keeps only the addresses the guard permits, so that a name cannot
-/// lead a webhook to a private network, whatever it resolves to at the time.
-struct GuardedResolver {
-    guard: AddressGuard,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let guard = self.guard.clone();
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let permitted: Vec<SocketAddr> = resolved
-                .filter(|address| guard.permits(address.ip()))
-                .collect();
-            if permitted.is_empty() {
-                return Err(Box::new(NoPublicAddress { host }) as Box<dyn StdError + Send + Sync>);
-            }
-            Ok(Box::new(permitted.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// The guard's refusal behind a send error, if that is what it was.
-fn refused_by_guard(error: &reqwest::Error) -> Option<&NoPublicAddress> {
-    let mut source: Option<&(dyn StdError + 'static)> = error.source();
-    while let Some(cause) = source {
-        if let Some(refused) = cause.downcast_ref::<NoPublicAddress>() {
-            return Some(refused);
-        }
-        source = cause.source();
-    }
-    None
 }
 
 fn describe(error: &reqwest::Error) -> String {
@@ -330,22 +264,5 @@ mod tests {
                 "{failed}"
             );
         }
-    }
-
-    #[test]
-    fn signatures_match_the_standard_webhooks_example() {
-        // The worked example published with the Standard Webhooks specification.
-        let key = STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .expect("base64");
-        let body = br#"{"test": 2432232314}"#;
-        let headers = signed_headers("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body, &key)
-            .expect("headers");
-        assert_eq!(
-            headers["webhook-signature"],
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
-        assert_eq!(headers["webhook-id"], "msg_p5jXN8AQM9LWM0D4loKWxJek");
-        assert_eq!(headers["webhook-timestamp"], "1614265330");
     }
 }

@@ -6,6 +6,7 @@
 //! - [`fcm`]: the OAuth2 grant and HTTP v1 send endpoints (`fcm`).
 //! - [`webpush`]: a push service checking VAPID and decrypting like a browser (`webpush`).
 //! - [`smsc`]: an SMPP 3.4 SMSC simulator with delivery receipts (`sms`).
+//! - [`events`]: an event endpoint verifying batches with the `standardwebhooks` library.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use super::local::root;
 
 pub mod apns;
+pub mod events;
 pub mod fcm;
 pub mod smsc;
 pub mod smtp;

@@ -141,6 +141,7 @@ impl ReceiptListener {
         let batch = StatusBatch {
             messages: Vec::new(),
             deliveries: vec![event],
+            app_events: Vec::new(),
         };
         let Ok(outgoing) = self.publisher.topology().status_message(&batch) else {
             return true;

@@ -1,0 +1,263 @@
+//! Events pushed to apps: their types, the type filters endpoints and feed readers give, stable
+//! event ids, and the app events that do not come from a delivery (presence, inbound SMS,
+//! endpoint state), which travel on the status exchange beside delivery feedback.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{AppId, DeliveryEvent, DeliveryStatus, MessageRecord};
+
+/// Every event type, named as in the API and the docs. The names are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum EventType {
+    /// A message was accepted.
+    #[serde(rename = "message.accepted")]
+    MessageAccepted,
+    /// A delivery was handed to its provider.
+    #[serde(rename = "delivery.sent")]
+    DeliverySent,
+    /// The provider or the recipient confirmed a delivery.
+    #[serde(rename = "delivery.delivered")]
+    DeliveryDelivered,
+    /// The recipient read it.
+    #[serde(rename = "delivery.read")]
+    DeliveryRead,
+    /// A delivery was given up.
+    #[serde(rename = "delivery.failed")]
+    DeliveryFailed,
+    /// A delivery's message expired first.
+    #[serde(rename = "delivery.expired")]
+    DeliveryExpired,
+    /// The provider called the address gone.
+    #[serde(rename = "delivery.unregistered")]
+    DeliveryUnregistered,
+    /// An attempt failed and another is scheduled.
+    #[serde(rename = "delivery.retrying")]
+    DeliveryRetrying,
+    /// A token or address was removed because its provider called it gone.
+    #[serde(rename = "endpoint.pruned")]
+    EndpointPruned,
+    /// A user's first socket opened on any deliverer node.
+    #[serde(rename = "user.online")]
+    UserOnline,
+    /// A user's last socket closed (and none opened again within the debounce).
+    #[serde(rename = "user.offline")]
+    UserOffline,
+    /// A mobile-originated SMS, reassembled and decoded.
+    #[serde(rename = "inbound.sms")]
+    InboundSms,
+    /// An event endpoint was paused after failing for `events.disable_after`.
+    #[serde(rename = "endpoint.disabled")]
+    EndpointDisabled,
+    /// A test event (`POST /v1/event-endpoints/{id}/test`); never in the feed.
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+impl EventType {
+    /// Every type, in the order the docs list them.
+    pub const ALL: [EventType; 14] = [
+        EventType::MessageAccepted,
+        EventType::DeliverySent,
+        EventType::DeliveryDelivered,
+        EventType::DeliveryRead,
+        EventType::DeliveryFailed,
+        EventType::DeliveryExpired,
+        EventType::DeliveryUnregistered,
+        EventType::DeliveryRetrying,
+        EventType::EndpointPruned,
+        EventType::UserOnline,
+        EventType::UserOffline,
+        EventType::InboundSms,
+        EventType::EndpointDisabled,
+        EventType::Ping,
+    ];
+
+    /// The type's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::MessageAccepted => "message.accepted",
+            EventType::DeliverySent => "delivery.sent",
+            EventType::DeliveryDelivered => "delivery.delivered",
+            EventType::DeliveryRead => "delivery.read",
+            EventType::DeliveryFailed => "delivery.failed",
+            EventType::DeliveryExpired => "delivery.expired",
+            EventType::DeliveryUnregistered => "delivery.unregistered",
+            EventType::DeliveryRetrying => "delivery.retrying",
+            EventType::EndpointPruned => "endpoint.pruned",
+            EventType::UserOnline => "user.online",
+            EventType::UserOffline => "user.offline",
+            EventType::InboundSms => "inbound.sms",
+            EventType::EndpointDisabled => "endpoint.disabled",
+            EventType::Ping => "ping",
+        }
+    }
+
+    /// Parses a type's name.
+    pub fn parse(name: &str) -> Option<EventType> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The event a delivery status change makes, if any: `queued` with an error is a retry
+    /// being scheduled; a first `queued` (stored in an inbox, waiting for a slot) makes none.
+    pub fn of_delivery(event: &DeliveryEvent) -> Option<EventType> {
+        Some(match event.status {
+            DeliveryStatus::Queued if event.error.is_some() => EventType::DeliveryRetrying,
+            DeliveryStatus::Queued => return None,
+            DeliveryStatus::Sent => EventType::DeliverySent,
+            DeliveryStatus::Delivered => EventType::DeliveryDelivered,
+            DeliveryStatus::Read => EventType::DeliveryRead,
+            DeliveryStatus::Failed => EventType::DeliveryFailed,
+            DeliveryStatus::Expired => EventType::DeliveryExpired,
+            DeliveryStatus::Unregistered => EventType::DeliveryUnregistered,
+        })
+    }
+}
+
+/// A filter on event types: exact names, `prefix.*` or `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeFilter(Vec<EventType>);
+
+/// A type pattern that matches no type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event type {0:?} (known: {known}, or a prefix such as delivery.*)", known = known_types())]
+pub struct UnknownEventType(pub String);
+
+fn known_types() -> String {
+    EventType::ALL
+        .iter()
+        .filter(|kind| **kind != EventType::Ping)
+        .map(|kind| kind.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl TypeFilter {
+    /// The types `patterns` name; an empty list or `*` is every type. `ping` is never matched:
+    /// it is sent only by the endpoint test.
+    pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<TypeFilter, UnknownEventType> {
+        let feed_types = || {
+            EventType::ALL
+                .into_iter()
+                .filter(|kind| *kind != EventType::Ping)
+        };
+        if patterns.is_empty() {
+            return Ok(TypeFilter(feed_types().collect()));
+        }
+        let mut types = Vec::new();
+        for pattern in patterns {
+            let pattern = pattern.as_ref().trim();
+            let matched: Vec<EventType> = match pattern.strip_suffix('*') {
+                Some("") => feed_types().collect(),
+                Some(prefix) if prefix.ends_with('.') => feed_types()
+                    .filter(|kind| kind.as_str().starts_with(prefix))
+                    .collect(),
+                Some(_) => Vec::new(),
+                None => feed_types()
+                    .filter(|kind| kind.as_str() == pattern)
+                    .collect(),
+            };
+            if matched.is_empty() {
+                return Err(UnknownEventType(pattern.to_owned()));
+            }
+            for kind in matched {
+                if !types.contains(&kind) {
+                    types.push(kind);
+                }
+            }
+        }
+        Ok(TypeFilter(types))
+    }
+
+    /// Whether it takes `kind`.
+    pub fn matches(&self, kind: EventType) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// The type names it takes.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|kind| kind.as_str()).collect()
+    }
+
+    /// Whether it takes every type of the feed.
+    pub fn is_everything(&self) -> bool {
+        self.0.len() == EventType::ALL.len() - 1
+    }
+}
+
+/// An event that does not come from a delivery's status: it travels in
+/// [`StatusBatch::app_events`](super::StatusBatch::app_events) and is written to the feed as is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppEvent {
+    /// The app it belongs to.
+    pub app: AppId,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// Its stable id (the same event produced twice has the same id).
+    pub id: String,
+    /// When it happened, in Unix milliseconds.
+    pub at: i64,
+    /// Its data, as sent to the app.
+    pub data: serde_json::Value,
+}
+
+/// A stable event id from the parts that make the event what it is.
+pub fn event_id(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    let digest = hash.finalize();
+    format!("evt_{}", hex::encode(&digest[..16]))
+}
+
+/// The id of the event a delivery's status change makes.
+pub fn delivery_event_id(event: &DeliveryEvent) -> String {
+    event_id(&[
+        &event.delivery_id(),
+        event.status.as_str(),
+        &event.attempt.to_string(),
+    ])
+}
+
+/// The id of a message's `message.accepted` event.
+pub fn accepted_event_id(record: &MessageRecord) -> String {
+    event_id(&["message.accepted", record.id.as_str()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_take_names_prefixes_and_everything_but_never_ping() {
+        let delivery = TypeFilter::parse(&["delivery.*"]).expect("a prefix");
+        assert!(delivery.matches(EventType::DeliveryFailed));
+        assert!(delivery.matches(EventType::DeliveryRetrying));
+        assert!(!delivery.matches(EventType::MessageAccepted));
+        let everything = TypeFilter::parse::<&str>(&[]).expect("empty");
+        assert!(everything.is_everything());
+        assert!(!everything.matches(EventType::Ping));
+        assert_eq!(TypeFilter::parse(&["*"]).expect("star"), everything);
+        let two = TypeFilter::parse(&["inbound.sms", "user.*"]).expect("two");
+        assert_eq!(two.names(), ["inbound.sms", "user.online", "user.offline"]);
+    }
+
+    #[test]
+    fn unknown_types_and_bad_patterns_are_refused() {
+        for bad in ["delivery.lost", "deliv*", "ping", "nothing.*", ""] {
+            let error = TypeFilter::parse(&[bad]).expect_err(bad);
+            assert_eq!(error.0, bad);
+        }
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        assert_eq!(event_id(&["a", "b"]), event_id(&["a", "b"]));
+        assert_ne!(event_id(&["a", "b"]), event_id(&["ab", ""]));
+        assert!(event_id(&["x"]).starts_with("evt_"));
+        assert_eq!(event_id(&["x"]).len(), 4 + 32);
+    }
+}

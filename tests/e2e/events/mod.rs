@@ -1,0 +1,5 @@
+//! Events pushed to apps: event endpoints verified by a third-party Standard Webhooks library,
+//! the ordered feed, secret rotation, bad input and isolation.
+
+mod endpoints;
+mod support;
