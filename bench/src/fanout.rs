@@ -37,10 +37,8 @@ async fn summary_count(platform: &Platform, id: &str, channel: &str, status: &st
     summary["summary"][channel][status].as_u64().unwrap_or(0)
 }
 
-/// Runs the scenario with `users` group members.
-pub async fn run(users: usize) -> anyhow::Result<Value> {
-    let platform = Platform::start().await?;
-    let sink = Sink::start().await?;
+/// Puts users `f0..` in the group `fan`, each with a webhook at `sink` and an inbox.
+pub async fn setup(platform: &Platform, sink: &Sink, users: usize) -> anyhow::Result<()> {
     let setup = Instant::now();
     // The members in batches of 1,000, then each user's two endpoints (which join the
     // group's per-channel sets as they are registered), 1,000 a request too.
@@ -58,6 +56,39 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
         .collect();
     platform.register_endpoints(&endpoints).await?;
     eprintln!("fanout: {users} users set up in {:.1?}", setup.elapsed());
+    Ok(())
+}
+
+/// One message to the group `fan` over `http`: seconds from the POST to the last delivery at
+/// the sink and to the last feedback record.
+pub async fn http(platform: &Platform, sink: &Sink, users: usize) -> (Option<f64>, Option<f64>) {
+    let count = users as u64;
+    let hits_before = sink.hits();
+    let started = Instant::now();
+    let Ok(http_id) = platform
+        .send(
+            &json!({"to": {"group": "fan"}, "channels": ["http"], "content": {"body": "fan-out"}}),
+        )
+        .await
+    else {
+        return (None, None);
+    };
+    let http_delivery = wait_for(async || sink.hits() >= hits_before + count)
+        .await
+        .map(|_| started.elapsed().as_secs_f64());
+    let http_feedback =
+        wait_for(async || summary_count(platform, &http_id, "http", "delivered").await >= count)
+            .await
+            .map(|_| started.elapsed().as_secs_f64());
+    eprintln!("fanout: http delivered in {http_delivery:?} s, feedback in {http_feedback:?} s");
+    (http_delivery, http_feedback)
+}
+
+/// Runs the scenario with `users` group members.
+pub async fn run(users: usize) -> anyhow::Result<Value> {
+    let platform = Platform::start().await?;
+    let sink = Sink::start().await?;
+    setup(&platform, &sink, users).await?;
     let count = users as u64;
 
     let stored_before = platform.deliverer_metric("sprayer_ws_stored_total").await;
@@ -76,21 +107,7 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
             .map(|_| started.elapsed().as_secs_f64());
     eprintln!("fanout: ws stored in {ws_delivery:?} s, feedback in {ws_feedback:?} s");
 
-    let hits_before = sink.hits();
-    let started = Instant::now();
-    let http_id = platform
-        .send(
-            &json!({"to": {"group": "fan"}, "channels": ["http"], "content": {"body": "fan-out"}}),
-        )
-        .await?;
-    let http_delivery = wait_for(async || sink.hits() >= hits_before + count)
-        .await
-        .map(|_| started.elapsed().as_secs_f64());
-    let http_feedback =
-        wait_for(async || summary_count(&platform, &http_id, "http", "delivered").await >= count)
-            .await
-            .map(|_| started.elapsed().as_secs_f64());
-    eprintln!("fanout: http delivered in {http_delivery:?} s, feedback in {http_feedback:?} s");
+    let (http_delivery, http_feedback) = http(&platform, &sink, users).await;
     platform.stop().await;
     let rate = |seconds: Option<f64>| seconds.map(|seconds| users as f64 / seconds);
     Ok(json!({

@@ -13,6 +13,7 @@ mod accept;
 mod arrivals;
 mod cpu;
 mod efficiency;
+mod events;
 mod fanout;
 mod feedback;
 mod latency;
@@ -26,10 +27,11 @@ mod sockets;
 use clap::Parser;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "accept",
     "fanout",
     "feedback",
+    "events",
     "efficiency",
     "latency",
     "sockets",
@@ -124,6 +126,13 @@ async fn main() -> anyhow::Result<()> {
     if wanted("feedback") {
         settle().await;
         report.add("feedback", feedback::run(args.feedback_events).await?);
+    }
+    if wanted("events") {
+        settle().await;
+        report.add(
+            "events",
+            events::run(args.feedback_events, args.fanout_users).await?,
+        );
     }
     if wanted("efficiency") {
         settle().await;

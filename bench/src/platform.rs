@@ -166,14 +166,17 @@ impl Platform {
     /// Starts the processes with `settings` (`SPRAYER_*` variables) beside the benchmarks'
     /// own, and creates an app.
     pub async fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<Platform> {
+        let roles = std::env::var("BENCH_API_ROLES")
+            .unwrap_or_else(|_| "accepter,dispatchers,feeder".into());
+        Self::start_roles(&roles, settings).await
+    }
+
+    /// Starts the API process with `roles` (the accepter among them) and a deliverer, with
+    /// `settings` beside the benchmarks' own, and creates an app.
+    pub async fn start_roles(roles: &str, settings: &[(&str, &str)]) -> anyhow::Result<Platform> {
         let namespace = format!("bench{:08x}", rand::random::<u32>());
         let admin = format!("{namespace}-admin");
-        let mut api = sprayer(
-            &std::env::var("BENCH_API_ROLES")
-                .unwrap_or_else(|_| "accepter,dispatchers,feeder".into()),
-            &namespace,
-            &admin,
-        )?;
+        let mut api = sprayer(roles, &namespace, &admin)?;
         let mut deliverer = sprayer("deliverer", &namespace, &admin)?;
         for (name, value) in settings {
             api.env(name, value);
@@ -277,6 +280,11 @@ impl Platform {
             })
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// The app's id.
+    pub fn app(&self) -> &str {
+        &self.app
     }
 
     /// The deliverer's process id.

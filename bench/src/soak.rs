@@ -348,6 +348,9 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
     ];
     let mut rss: Vec<(f64, u64, u64)> = Vec::new();
     let mut threads: Vec<(f64, u64, u64)> = Vec::new();
+    // Anonymous memory (the heap and stacks), beside VmRSS, which also counts the pages of
+    // the binary the kernel has mapped in.
+    let mut anon: Vec<(f64, u64, u64)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     let permits = Arc::new(tokio::sync::Semaphore::new(64));
     let platform = Arc::new(platform);
@@ -365,6 +368,11 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
                 started.elapsed().as_secs_f64(),
                 proc_status(pids[0].1, "Threads:"),
                 proc_status(pids[1].1, "Threads:"),
+            ));
+            anon.push((
+                started.elapsed().as_secs_f64(),
+                proc_status(pids[0].1, "RssAnon:"),
+                proc_status(pids[1].1, "RssAnon:"),
             ));
             next_sample += Duration::from_secs(30);
         }
@@ -544,15 +552,19 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
 
     // RSS flat after warm-up: the last two thirds of the run, start against highest.
     let warm = traffic_s / 3.0;
-    let growth = |column: fn(&(f64, u64, u64)) -> u64| -> f64 {
-        let after: Vec<u64> = rss.iter().filter(|s| s.0 >= warm).map(column).collect();
+    let growth_of = |series: &[(f64, u64, u64)], column: fn(&(f64, u64, u64)) -> u64| -> f64 {
+        let after: Vec<u64> = series.iter().filter(|s| s.0 >= warm).map(column).collect();
         match (after.first(), after.iter().max()) {
             (Some(&first), Some(&highest)) if first > 0 => highest as f64 / first as f64 - 1.0,
             _ => f64::NAN,
         }
     };
-    let api_growth = growth(|s| s.1);
-    let deliverer_growth = growth(|s| s.2);
+    let api_growth = growth_of(&rss, |s| s.1);
+    let deliverer_growth = growth_of(&rss, |s| s.2);
+    let anon_growth = json!({
+        "api": growth_of(&anon, |s| s.1),
+        "deliverer": growth_of(&anon, |s| s.2),
+    });
     let (mut first5, mut last5): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
     let (duplicates, refused_by_receiver) = {
         let received = received.lock().unwrap_or_else(|e| e.into_inner());
@@ -620,6 +632,8 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
         "rss_growth_after_warmup": {"api": api_growth, "deliverer": deliverer_growth},
         "rss_kib": rss.iter().map(|s| json!([s.0.round(), s.1, s.2])).collect::<Vec<_>>(),
         "threads": threads.iter().map(|s| json!([s.0.round(), s.1, s.2])).collect::<Vec<_>>(),
+        "rss_anon_growth_after_warmup": anon_growth,
+        "rss_anon_kib": anon.iter().map(|s| json!([s.0.round(), s.1, s.2])).collect::<Vec<_>>(),
         "redis_used_memory": {"start": redis_start, "end": redis_end, "idempotency_keys": idempotency_keys},
         "mongodb_data_bytes": mongo_data_bytes,
     });

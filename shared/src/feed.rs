@@ -268,7 +268,12 @@ impl Feed {
     }
 
     /// Up to `limit` events of `app` after `after` and up to the head `upto`, of the `types`
-    /// (and, for delivery events, of the `channels` when given), in feed order.
+    /// (and, for delivery events, of the `channels` when given), in feed order, with how far
+    /// the feed was read.
+    ///
+    /// The feed is read in windows of numbers (starting at twice `limit`, doubling while they
+    /// come back short, at most 16 windows): a range query over the whole rest of the feed
+    /// costs the server in proportion to the range, a window in proportion to the window.
     pub async fn read(
         &self,
         app: &str,
@@ -277,30 +282,66 @@ impl Feed {
         limit: usize,
         types: &TypeFilter,
         channels: Option<&[String]>,
-    ) -> mongodb::error::Result<Vec<EventDoc>> {
+    ) -> mongodb::error::Result<Page> {
         use futures::TryStreamExt;
-        let mut filter = doc! { "app": app, "seq": { "$gt": after, "$lte": upto } };
-        if !types.is_everything() {
-            filter.insert("type", doc! { "$in": types.names() });
+        let mut events: Vec<EventDoc> = Vec::new();
+        let mut from = after;
+        let mut window = i64::try_from(limit)
+            .unwrap_or(i64::MAX / 4)
+            .saturating_mul(2)
+            .max(200);
+        for _ in 0..16 {
+            if from >= upto || events.len() >= limit {
+                break;
+            }
+            let to = from.saturating_add(window).min(upto);
+            let mut filter = doc! { "app": app, "seq": { "$gt": from, "$lte": to } };
+            if !types.is_everything() {
+                filter.insert("type", doc! { "$in": types.names() });
+            }
+            if let Some(channels) = channels {
+                // Events without a channel (presence, inbound SMS, endpoint state) pass.
+                filter.insert(
+                    "$or",
+                    vec![
+                        doc! { "channel": { "$exists": false } },
+                        doc! { "channel": { "$in": channels } },
+                    ],
+                );
+            }
+            let wanted = limit - events.len();
+            let found: Vec<EventDoc> = self
+                .events
+                .find(filter)
+                .sort(doc! { "seq": 1 })
+                .limit(i64::try_from(wanted).unwrap_or(i64::MAX))
+                .await?
+                .try_collect()
+                .await?;
+            if found.len() == wanted {
+                let through = found.last().map_or(to, |last| last.seq);
+                events.extend(found);
+                return Ok(Page { events, through });
+            }
+            events.extend(found);
+            from = to;
+            window = window.saturating_mul(2).min(100_000);
         }
-        if let Some(channels) = channels {
-            // Events without a channel (presence, inbound SMS, endpoint state) pass.
-            filter.insert(
-                "$or",
-                vec![
-                    doc! { "channel": { "$exists": false } },
-                    doc! { "channel": { "$in": channels } },
-                ],
-            );
-        }
-        self.events
-            .find(filter)
-            .sort(doc! { "seq": 1 })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-            .await?
-            .try_collect()
-            .await
+        Ok(Page {
+            events,
+            through: from,
+        })
     }
+}
+
+/// What one read of the feed found.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The events, in feed order.
+    pub events: Vec<EventDoc>,
+    /// The number up to which the feed was read: nothing matching lies between the last event
+    /// and it (the cursor moves there).
+    pub through: i64,
 }
 
 #[cfg(test)]

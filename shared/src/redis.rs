@@ -177,6 +177,12 @@ pub fn endpoints_key(app: &AppId, user: &UserId, channel: Channel) -> String {
     format!("ep:{{{app}:{user}}}:{channel}")
 }
 
+/// `pres:{app:user}`: HASH of the user's presence: per deliverer node its socket count
+/// (`n:<node>`) and until when that is known alive (`u:<node>`), `online` and `since`.
+pub fn presence_key(app: &AppId, user: &UserId) -> String {
+    format!("pres:{{{app}:{user}}}")
+}
+
 /// `ugrp:{app:user}`: SET of the user's groups.
 pub fn user_groups_key(app: &AppId, user: &UserId) -> String {
     format!("ugrp:{{{app}:{user}}}")

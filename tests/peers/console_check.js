@@ -2,7 +2,7 @@
 // playwright-core), signs in with the admin token, waits for the charts, saves a full-page
 // screenshot, then signs in with a wrong token in a fresh context. Reports on stdout, one line
 // each:
-//   RENDERED <app cards> <svg charts> <dead-letter tiles above 0>
+//   RENDERED <app cards> <svg charts> <dead-letter tiles above 0> <event endpoint rows>
 //   STORED session=<token in sessionStorage> local=<entries in localStorage>
 //   SCREENSHOT <png path>
 //   REFUSED <status text>       the wrong token was refused and the token form is back
@@ -37,7 +37,8 @@ async function main() {
     const cards = await page.locator("#apps article").count();
     const charts = await page.locator("svg.chart").count();
     const dead = await page.locator('.tile[data-nonzero="true"]').count();
-    console.log(`RENDERED ${cards} ${charts} ${dead}`);
+    const endpoints = await page.locator("#event-endpoints tr[data-endpoint]").count();
+    console.log(`RENDERED ${cards} ${charts} ${dead} ${endpoints}`);
     const [session, local] = await page.evaluate(() => [
       sessionStorage.getItem("sprayer.console.token") !== null,
       localStorage.length,

@@ -3,7 +3,14 @@
 // so a new process started after a SIGKILL sends them. Destinations (a leading '+' ignored)
 // choose the answer: "999…" ESME_RINVDSTADR, "888…" ESME_RTHROTTLED the first time, "777…"
 // accepted, but the receipt says UNDELIV. Anything else is accepted and delivered.
-// Events are appended to LOG_FILE as JSON lines: kind "submit" or "receipt".
+// Mobile-originated messages: each line appended to `${STATE_FILE}.mo` (one JSON object a line,
+// read every 100 ms) is sent as a deliver_sm to a bound receiver or transceiver (of
+// `system_id` when the line names one), and again after RECEIPT_DELAY_MS while it is refused:
+// source_addr, destination_addr, data_coding, esm_class, short_message (hex), and optionally
+// source_addr_ton, dest_addr_ton (1 by default), message_payload (hex), sar_msg_ref_num,
+// sar_total_segments, sar_segment_seqnum.
+// Events are appended to LOG_FILE as JSON lines: kind "submit", "receipt" or "mo" (with the
+// command_status of the deliver_sm_resp).
 //
 // Usage: node smsc_peer.js PORT STATE_FILE LOG_FILE SYSTEM_ID PASSWORD [RECEIPT_DELAY_MS]
 'use strict';
@@ -21,15 +28,17 @@ let counter = 0;
 delete smpp.commands.submit_sm.params.short_message.filter;
 delete smpp.tlvs.message_payload.filter;
 
-// The state: receipts not yet acknowledged by a deliver_sm_resp, and the "888" numbers already
-// throttled once. It is rewritten whole (and atomically) on every change.
-const state = { receipts: [], throttled: [] };
+// The state: receipts and mobile-originated messages not yet acknowledged by a deliver_sm_resp,
+// how many lines of the MO file were taken, and the "888" numbers already throttled once. It is
+// rewritten whole (and atomically) on every change.
+const state = { receipts: [], throttled: [], mo: [], moLines: 0 };
 try {
   Object.assign(state, JSON.parse(fs.readFileSync(stateFile, 'utf8')));
 } catch (error) {
   if (error.code !== 'ENOENT') throw error;
 }
 for (const receipt of state.receipts) receipt.due = START + DELAY; // left over from a killed run
+for (const mo of state.mo) mo.due = START;
 function save() {
   fs.writeFileSync(`${stateFile}.tmp`, JSON.stringify(state));
   fs.renameSync(`${stateFile}.tmp`, stateFile);
@@ -59,7 +68,7 @@ function parseUdh(bytes) {
 }
 
 const server = smpp.createServer();
-const inflight = new Map(); // message_id → the session its deliver_sm went to (awaiting resp)
+const inflight = new Map(); // message_id or MO id → the session its deliver_sm went to (awaiting resp)
 const origin = new Map(); // message_id → the session that submitted it (this process only)
 let timer = null;
 
@@ -82,6 +91,15 @@ function pump() {
     const session = first && canReceive(first) ? first
       : server.sessions.find((s) => canReceive(s) && s.system_id === receipt.system_id);
     if (session) send(session, receipt); // otherwise it waits for a bind
+  }
+  for (const mo of state.mo) {
+    if (inflight.has(mo.id)) continue;
+    if (mo.due > now) {
+      next = Math.min(next, mo.due);
+      continue;
+    }
+    const session = server.sessions.find((s) => canReceive(s) && (!mo.system_id || s.system_id === mo.system_id));
+    if (session) sendMo(session, mo);
   }
   if (next !== Infinity) timer = setTimeout(pump, next - now);
 }
@@ -112,6 +130,54 @@ function send(session, receipt) {
     pump();
   });
   log({ kind: 'receipt', system_id: receipt.system_id, message_id: receipt.message_id, stat: receipt.stat });
+}
+
+function sendMo(session, mo) {
+  const params = {
+    source_addr_ton: mo.source_addr_ton ?? 1, source_addr_npi: 1, source_addr: mo.source_addr,
+    dest_addr_ton: mo.dest_addr_ton ?? 1, dest_addr_npi: 1, destination_addr: mo.destination_addr,
+    esm_class: mo.esm_class || 0, data_coding: mo.data_coding || 0,
+    short_message: Buffer.from(mo.short_message || '', 'hex'), // a Buffer: sent as is
+  };
+  if (mo.message_payload !== undefined) params.message_payload = Buffer.from(mo.message_payload, 'hex');
+  for (const tlv of ['sar_msg_ref_num', 'sar_total_segments', 'sar_segment_seqnum']) {
+    if (mo[tlv] !== undefined) params[tlv] = mo[tlv];
+  }
+  inflight.set(mo.id, session);
+  session.send(new smpp.PDU('deliver_sm', params), (resp) => {
+    inflight.delete(mo.id);
+    log({
+      kind: 'mo', id: mo.id, system_id: session.system_id, source_addr: mo.source_addr,
+      destination_addr: mo.destination_addr, sar_segment_seqnum: mo.sar_segment_seqnum,
+      short_message: mo.short_message, command_status: resp.command_status,
+    });
+    if (resp.command_status === 0) {
+      state.mo = state.mo.filter((m) => m.id !== mo.id);
+      save();
+    } else {
+      mo.due = Date.now() + DELAY; // refused: offered again later, as an SMSC does
+    }
+    pump();
+  });
+}
+
+// Takes the whole lines appended to the MO file since the last look.
+function readMo() {
+  let text;
+  try {
+    text = fs.readFileSync(`${stateFile}.mo`, 'utf8');
+  } catch (error) {
+    if (error.code === 'ENOENT') return;
+    throw error;
+  }
+  const lines = text.split('\n').slice(0, -1); // the last one may be half written
+  if (lines.length <= state.moLines) return;
+  for (let index = state.moLines; index < lines.length; index++) {
+    if (lines[index].trim()) state.mo.push({ ...JSON.parse(lines[index]), id: `mo-${index}`, due: 0 });
+  }
+  state.moLines = lines.length;
+  save();
+  pump();
 }
 
 function onSubmit(session, pdu) {
@@ -191,4 +257,5 @@ server.on('session', (session) => {
 server.listen(Number(port), '127.0.0.1', () => {
   process.stdout.write('ready\n');
   pump();
+  setInterval(readMo, 100);
 });

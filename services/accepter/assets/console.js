@@ -177,6 +177,30 @@
       : html("p", { className: "note" }, "no dead-letter queue known yet"));
   }
 
+  function renderEndpoints(endpoints) {
+    const box = byId("event-endpoints");
+    if (!endpoints.length) {
+      box.replaceChildren(html("p", { className: "note" }, "no event endpoint yet"));
+      return;
+    }
+    const state = (endpoint) => !endpoint.enabled ? "disabled"
+      : endpoint.failing_since ? "failing" : "ok";
+    const when = (at) => at ? clock(Date.parse(at), true) : "—";
+    box.replaceChildren(html("table", { className: "endpoints" },
+      html("thead", {}, html("tr", {}, ...["app", "endpoint", "URL", "state", "lag", "last taken", "last error"]
+        .map((title) => html("th", {}, title)))),
+      html("tbody", {}, ...endpoints.map((endpoint) => html("tr",
+        { "data-state": state(endpoint), "data-endpoint": endpoint.id },
+        html("td", {}, html("code", {}, endpoint.app)),
+        html("td", {}, html("code", {}, endpoint.id)),
+        html("td", { className: "url" }, endpoint.url),
+        html("td", { className: "state" }, state(endpoint) === "failing"
+          ? `failing since ${when(endpoint.failing_since)}` : state(endpoint)),
+        html("td", { className: "lag" }, String(endpoint.lag)),
+        html("td", {}, when(endpoint.last_success)),
+        html("td", { className: "error" }, endpoint.disabled_reason || endpoint.last_error || ""))))));
+  }
+
   function renderApp(app, times, bucketSeconds) {
     const statuses = Object.keys(app.deliveries)
       .sort((a, b) => (STATUS_ORDER.indexOf(a) + 1 || 99) - (STATUS_ORDER.indexOf(b) + 1 || 99));
@@ -205,6 +229,7 @@
     const step = stats.bucket_seconds * 1000;
     const times = Array.from({ length: stats.buckets }, (_, i) => start + i * step);
     renderQueues(stats);
+    renderEndpoints(stats.event_endpoints || []);
     const per = stats.bucket_seconds === 60 ? "per minute" : `per ${stats.bucket_seconds / 60} minutes`;
     byId("bucket").textContent = `${per}, last ${stats.window}`;
     const shown = stats.apps.slice(0, MOST_APPS).map((app) => renderApp(app, times, stats.bucket_seconds));

@@ -28,6 +28,8 @@ pub struct Hub {
     pub tracker: TaskTracker,
     /// Publishes feedback that must be confirmed before the client is answered.
     pub publisher: Arc<Publisher>,
+    /// Presence across nodes.
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 impl Hub {

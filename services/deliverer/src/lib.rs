@@ -7,7 +7,8 @@
 //!   `conn:`);
 //! - [`http`] upgrades `GET /v1/ws`, and [`socket`] runs each socket: the backlog, live
 //!   messages, acks, heartbeats and close codes, by the frame [`protocol`];
-//! - [`registry`] is this node's map of sockets and its `conn:` entries;
+//! - [`registry`] is this node's map of sockets and its `conn:` entries; [`presence`] counts
+//!   every node's sockets of each user and makes `user.online` and `user.offline`;
 //! - [`reporter`] publishes `sent`, `delivered` and `expired`; [`sweeper`] expires messages of
 //!   users who do not connect;
 //! - [`startup`] builds and runs a node; [`hub`] is what its sockets share;
@@ -18,6 +19,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod inbox;
+pub mod presence;
 pub mod protocol;
 pub mod registry;
 pub mod reporter;

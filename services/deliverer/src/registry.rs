@@ -257,7 +257,8 @@ impl Registry {
         }
     }
 
-    fn users(&self) -> Vec<UserKey> {
+    /// The users this node holds sockets of.
+    pub fn users(&self) -> Vec<UserKey> {
         self.lock()
             .iter()
             .flat_map(|(app, users)| users.keys().map(|user| (app.clone(), user.clone())))

@@ -70,6 +70,7 @@ pub async fn run(hub: Arc<Hub>, mut socket: WebSocket, connect: Connect) {
             return;
         }
     };
+    hub.presence.opened(&app, &user).await;
     let mut session = Session {
         keys: InboxKeys::new(&app, &user),
         hub: hub.clone(),
@@ -81,6 +82,7 @@ pub async fn run(hub: Arc<Hub>, mut socket: WebSocket, connect: Connect) {
     };
     let end = Box::pin(session.serve(&mut socket, &mut pushes)).await;
     hub.registry.unregister(&session.app, &session.user, id);
+    hub.presence.closed(&session.app, &session.user).await;
     let reason = match &end {
         End::Close(code, _) => close_reason(*code),
         End::Gone => "gone",

@@ -97,7 +97,14 @@ impl Deliverer {
             nodes_key: nodes_key(&settings),
             registry: registry.clone(),
         });
+        let presence = Arc::new(crate::presence::Presence::new(
+            redis.clone(),
+            registry.node().clone(),
+            &settings,
+            publisher.clone(),
+        ));
         let hub = Arc::new(Hub {
+            presence,
             settings,
             redis,
             registry,
@@ -147,6 +154,16 @@ impl Deliverer {
             shutdown.clone(),
         ));
         tasks.spawn(hub.registry.clone().keep_alive(shutdown.clone()));
+        tasks.spawn(
+            hub.presence
+                .clone()
+                .keep_alive(hub.registry.clone(), shutdown.clone()),
+        );
+        tasks.spawn(
+            hub.presence
+                .clone()
+                .sweep(hub.settings.deliverer.sweep_interval, shutdown.clone()),
+        );
         tasks.spawn(crate::sweeper::run(
             hub.redis.clone(),
             self.storer.due_key.as_str().into(),

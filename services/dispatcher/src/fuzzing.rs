@@ -5,14 +5,16 @@
 //! Bytes from an SMSC, through what the dispatcher's SMS channel does with them: framed into
 //! PDUs by `command_length` as the SMPP client's read loop does, each PDU decoded by its
 //! `command_id` as the client does for a transceiver bind, the answers the client encodes, and
-//! then the dispatcher's own reading of what came: delivery receipts (`deliver_sm`) and
-//! `submit_sm_resp` (its status and SMSC message id).
+//! then the dispatcher's own reading of what came: delivery receipts and mobile-originated
+//! messages (`deliver_sm`: UDH, TLVs and text decoding) and `submit_sm_resp` (its status and
+//! SMSC message id).
 //!
 //! The same bytes are also read as one PDU with its `command_length` set right, so that the
 //! bodies' decoders see every input and not only those whose first four bytes happen to match
 //! their length.
 
-use crate::channels::sms::receipts::parse_receipt;
+use crate::channels::sms::inbound::{inbound_event, parse_inbound, parts_key};
+use crate::channels::sms::receipts::{parse_receipt, refusal};
 use crate::channels::sms::{classify, receipt_key};
 use crate::outcome::Outcome;
 use smpp34::{
@@ -41,16 +43,22 @@ const ALERT_NOTIFICATION: u32 = 0x0000_0102;
 const DATA_SM: u32 = 0x0000_0103;
 const DATA_SM_RESP: u32 = 0x8000_0103;
 
-/// What the receipt listener does with a `deliver_sm`, short of Redis and the broker.
+/// What the bind listener does with a `deliver_sm`, short of Redis and the broker.
 fn on_deliver_sm(request: deliver_sm, app: &AppId) {
-    // Mobile-originated messages are acknowledged unread; receipts are read. Both are parsed
-    // here: a receipt flag is one bit away.
+    // Receipts and mobile-originated messages are both read here: a receipt flag is one bit
+    // away.
     if let Some(receipt) = parse_receipt(&request) {
         let key = receipt_key(app, &receipt.id);
         assert!(key.starts_with("smsid:"));
     }
+    let part = parse_inbound(&request);
+    if let Some(concatenation) = &part.concatenation {
+        assert!(parts_key(app, &part, concatenation).starts_with("smsmo:"));
+    }
+    let event = inbound_event(app, "fuzz", &part, 1, "fuzz", 0);
+    assert!(event.data["text"].is_string());
     let _ = request.clone().accept().encode();
-    let _ = request.reject(SmppError::ESME_RX_T_APPN).encode();
+    let _ = refusal(request, SmppError::ESME_RX_T_APPN).encode();
 }
 
 /// What `Sms::deliver` does with a `submit_sm_resp`, short of Redis.

@@ -4,11 +4,12 @@
 //! stable, so the same status message read twice makes the same events.
 
 use mongodb::bson::{self, Document};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sprayer_shared::feed::EventDoc;
 use sprayer_shared::model::{
-    AppEvent, DeliveryEvent, DeliveryStatus, EventType, MessageRecord, StatusBatch,
-    accepted_event_id, delivery_event_id, event_id,
+    AppEvent, DeliveryData, DeliveryEvent, DeliveryStatus, EndpointPrunedData, EventType,
+    MessageAcceptedData, MessageRecord, StatusBatch, accepted_event_id, delivery_event_id,
+    event_id,
 };
 use sprayer_shared::mongo::date;
 
@@ -29,7 +30,7 @@ pub fn events_of(batch: &StatusBatch) -> Vec<EventDoc> {
     events
 }
 
-fn document(data: &Value) -> Document {
+fn document(data: &impl Serialize) -> Document {
     bson::to_document(data).unwrap_or_default()
 }
 
@@ -38,13 +39,17 @@ fn rfc3339(ms: i64) -> String {
 }
 
 fn accepted(record: &MessageRecord) -> EventDoc {
-    let data = json!({
-        "message_id": record.id.as_str(),
-        "to": record.to,
-        "channels": record.channels.iter().map(|channel| channel.as_str()).collect::<Vec<_>>(),
-        "created_at": rfc3339(record.created_at),
-        "expires_at": rfc3339(record.expires_at),
-    });
+    let data = MessageAcceptedData {
+        message_id: record.id.as_str().to_owned(),
+        to: record.to.clone(),
+        channels: record
+            .channels
+            .iter()
+            .map(|channel| channel.as_str().to_owned())
+            .collect(),
+        created_at: rfc3339(record.created_at),
+        expires_at: rfc3339(record.expires_at),
+    };
     EventDoc {
         id: accepted_event_id(record),
         seq: 0,
@@ -63,19 +68,17 @@ fn is_final(status: DeliveryStatus) -> bool {
 }
 
 fn delivery_event(kind: EventType, event: &DeliveryEvent) -> EventDoc {
-    let mut data = json!({
-        "message_id": event.message.as_str(),
-        "delivery_id": event.delivery_id(),
-        "channel": event.channel.as_str(),
-        "user": event.user.as_str(),
-        "device": event.device.as_str(),
-        "status": event.status.as_str(),
-        "attempt": event.attempt,
-        "final": is_final(event.status),
-    });
-    if let Some(error) = &event.error {
-        data["error"] = json!(error);
-    }
+    let data = DeliveryData {
+        message_id: event.message.as_str().to_owned(),
+        delivery_id: event.delivery_id(),
+        channel: event.channel.as_str().to_owned(),
+        user: event.user.as_str().to_owned(),
+        device: event.device.as_str().to_owned(),
+        status: event.status,
+        attempt: event.attempt,
+        is_final: is_final(event.status),
+        error: event.error.clone(),
+    };
     EventDoc {
         id: delivery_event_id(event),
         seq: 0,
@@ -88,13 +91,16 @@ fn delivery_event(kind: EventType, event: &DeliveryEvent) -> EventDoc {
 }
 
 fn pruned(event: &DeliveryEvent) -> EventDoc {
-    let data = json!({
-        "channel": event.channel.as_str(),
-        "user": event.user.as_str(),
-        "device": event.device.as_str(),
-        "reason": event.error.as_deref().unwrap_or("the provider called the address gone"),
-        "message_id": event.message.as_str(),
-    });
+    let data = EndpointPrunedData {
+        channel: event.channel.as_str().to_owned(),
+        user: event.user.as_str().to_owned(),
+        device: event.device.as_str().to_owned(),
+        reason: event
+            .error
+            .clone()
+            .unwrap_or_else(|| "the provider called the address gone".to_owned()),
+        message_id: event.message.as_str().to_owned(),
+    };
     EventDoc {
         id: event_id(&["endpoint.pruned", &event.delivery_id()]),
         seq: 0,

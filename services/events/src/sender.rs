@@ -20,7 +20,7 @@ use sprayer_shared::Settings;
 use sprayer_shared::amqp::Publisher;
 use sprayer_shared::feed::{EndpointDoc, EventDoc, Feed, rfc3339};
 use sprayer_shared::model::{
-    AppEvent, AppId, EventType, StatusBatch, TypeFilter, event_id, now_ms,
+    AppEvent, AppId, EndpointDisabledData, EventType, StatusBatch, TypeFilter, event_id, now_ms,
 };
 use sprayer_shared::mongo::date;
 use sprayer_shared::netguard::AddressGuard;
@@ -222,7 +222,7 @@ async fn step(senders: &Senders, endpoint: &EndpointDoc) -> Result<Step, Refused
         TypeFilter::parse::<&str>(&[]).unwrap_or_else(|_| unreachable!("empty is everything"))
     });
     let limit = senders.settings.events.batch_max;
-    let events = senders
+    let page = senders
         .feed
         .read(
             &endpoint.app,
@@ -234,11 +234,8 @@ async fn step(senders: &Senders, endpoint: &EndpointDoc) -> Result<Step, Refused
         )
         .await
         .map_err(store)?;
-    // Fewer than a full batch: nothing else up to the head matches, so the cursor moves to it.
-    let moved_to = match events.last() {
-        Some(last) if events.len() == limit => last.seq,
-        _ => head.seq,
-    };
+    let events = page.events;
+    let moved_to = page.through;
     if !events.is_empty() {
         post(senders, endpoint, &events).await?;
         metrics::counter!("sprayer_events_sent_total").increment(events.len() as u64);
@@ -261,7 +258,8 @@ async fn step(senders: &Senders, endpoint: &EndpointDoc) -> Result<Step, Refused
         // The batch went out; it goes out again (same webhook-id) once the cursor can move.
         tracing::warn!(%error, endpoint = %endpoint.id, "cannot move an event endpoint's cursor");
     }
-    Ok(if events.is_empty() {
+    // Caught up with the head: wait for more; else go on at once.
+    Ok(if moved_to >= head.seq {
         Step::Idle
     } else {
         Step::Sent
@@ -382,12 +380,13 @@ async fn fail(senders: &Senders, endpoint: &EndpointDoc, refused: &Refused) -> b
             kind: EventType::EndpointDisabled,
             id: event_id(&["endpoint.disabled", &endpoint.id, &since.to_string()]),
             at: now,
-            data: json!({
-                "endpoint_id": endpoint.id,
-                "url": endpoint.url,
-                "failing_since": rfc3339(date(since)),
-                "last_error": refused.error,
-            }),
+            data: serde_json::to_value(EndpointDisabledData {
+                endpoint_id: endpoint.id.clone(),
+                url: endpoint.url.clone(),
+                failing_since: rfc3339(date(since)),
+                last_error: refused.error.clone(),
+            })
+            .unwrap_or_default(),
         };
         let batch = StatusBatch {
             app_events: vec![event],

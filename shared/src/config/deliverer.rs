@@ -59,6 +59,10 @@ pub struct DelivererSettings {
     pub sweep_interval: Duration,
     /// Messages read from an inbox per round trip when a socket catches up.
     pub read_batch: usize,
+    /// How long after a user's last socket closes `user.offline` waits: a socket that opens
+    /// again before then (a reconnect) makes no event.
+    #[serde(with = "humantime_serde")]
+    pub presence_debounce: Duration,
 }
 
 impl Default for DelivererSettings {
@@ -81,6 +85,7 @@ impl Default for DelivererSettings {
             conn_ttl: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
             read_batch: 200,
+            presence_debounce: Duration::from_secs(5),
         }
     }
 }

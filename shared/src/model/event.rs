@@ -202,6 +202,136 @@ pub struct AppEvent {
     pub data: serde_json::Value,
 }
 
+/// An event as the feed and event endpoints carry it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EventEnvelope {
+    /// The stable event id (`evt_…`): the same event sent twice has the same id.
+    pub id: String,
+    /// The type.
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// When it happened (RFC 3339).
+    pub timestamp: String,
+    /// Its place in the app's feed (opaque; pass as `after`).
+    pub cursor: String,
+    /// What happened: one of the `*Data` schemas, by type.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// `data` of `message.accepted`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MessageAcceptedData {
+    /// The message.
+    pub message_id: String,
+    /// The target as the sender gave it.
+    #[schema(value_type = Object)]
+    pub to: serde_json::Value,
+    /// The channels it went out on.
+    pub channels: Vec<String>,
+    /// When it was accepted (RFC 3339).
+    pub created_at: String,
+    /// When it expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// `data` of the `delivery.*` events.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryData {
+    /// The message.
+    pub message_id: String,
+    /// `message:channel:user:device`.
+    pub delivery_id: String,
+    /// The channel.
+    pub channel: String,
+    /// The recipient.
+    pub user: String,
+    /// The recipient's device on the channel.
+    pub device: String,
+    /// The delivery's status.
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempt: u32,
+    /// Whether nothing follows for this delivery (but `read`, where the channel reports it).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// What went wrong, with the provider's own words or code (SMPP `stat`/`err`, APNs
+    /// `reason`, FCM `errorCode`, the HTTP status, the SMTP reply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `data` of `endpoint.pruned`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EndpointPrunedData {
+    /// The channel.
+    pub channel: String,
+    /// The user.
+    pub user: String,
+    /// The device whose address was removed.
+    pub device: String,
+    /// Why the provider called it gone.
+    pub reason: String,
+    /// The message whose delivery found it gone.
+    pub message_id: String,
+}
+
+/// `data` of `user.online`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserOnlineData {
+    /// The user.
+    pub user: String,
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// Sockets open when it was made.
+    pub sockets: i64,
+    /// Deliverer nodes holding them.
+    pub nodes: i64,
+}
+
+/// `data` of `user.offline`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UserOfflineData {
+    /// The user.
+    pub user: String,
+    /// When the user came online (RFC 3339).
+    pub online_since: String,
+    /// When the user was found offline, after the debounce (RFC 3339).
+    pub offline_at: String,
+}
+
+/// `data` of `inbound.sms`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InboundSmsData {
+    /// The sender's number.
+    pub from: String,
+    /// The number or short code it was sent to.
+    pub to: String,
+    /// The whole text, parts joined, decoded.
+    pub text: String,
+    /// When the last part arrived (RFC 3339).
+    pub received_at: String,
+    /// The SMPP connection it came in on.
+    pub connector: String,
+    /// How many parts it came in.
+    pub parts: u32,
+    /// `gsm7`, `ucs2` or `latin1`.
+    pub encoding: String,
+}
+
+/// `data` of `endpoint.disabled`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EndpointDisabledData {
+    /// The event endpoint.
+    pub endpoint_id: String,
+    /// Its URL.
+    pub url: String,
+    /// Since when its batches had been failing (RFC 3339).
+    pub failing_since: String,
+    /// The last failure.
+    pub last_error: String,
+}
+
 /// A stable event id from the parts that make the event what it is.
 pub fn event_id(parts: &[&str]) -> String {
     let mut hash = Sha256::new();

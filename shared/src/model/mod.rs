@@ -16,8 +16,9 @@ pub use endpoint::{
     WebpushKeys, WsEndpoint, parse_address, redacted_address, valid_email, valid_msisdn,
 };
 pub use event::{
-    AppEvent, EventType, TypeFilter, UnknownEventType, accepted_event_id, delivery_event_id,
-    event_id,
+    AppEvent, DeliveryData, EndpointDisabledData, EndpointPrunedData, EventEnvelope, EventType,
+    InboundSmsData, MessageAcceptedData, TypeFilter, UnknownEventType, UserOfflineData,
+    UserOnlineData, accepted_event_id, delivery_event_id, event_id,
 };
 pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, NodeId, UserId};
 pub use job::{Content, JOB_BATCH_KIND, Job, JobTarget, PendingDelivery, Priority, decode_jobs};

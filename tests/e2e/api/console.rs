@@ -101,6 +101,13 @@ async fn the_console_draws_traffic_feedback_queues_and_dead_letters_and_refuses_
         response.expect("metrics").text().await.expect("text")
     };
     scrape().await;
+    let created = app
+        .request(reqwest::Method::POST, "/v1/event-endpoints")
+        .json(&json!({ "url": receiver.url("events"), "events": ["delivery.*"] }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(created.status(), StatusCode::CREATED);
     let (other, _) = traffic(&app, &receiver).await;
 
     // The stats: both apps, the busiest first, and every delivery under the status it reached
@@ -127,6 +134,12 @@ async fn the_console_draws_traffic_feedback_queues_and_dead_letters_and_refuses_
     assert_eq!(theirs["name"], "console-shop");
     assert_eq!(total(&theirs["accepted"]), 1, "{theirs}");
     assert_eq!(mine["accepted"].as_array().map(Vec::len), Some(15));
+    // The event endpoint, with its state (nobody serves it here: it is not failing).
+    let endpoints = body["event_endpoints"].as_array().expect("event endpoints");
+    assert_eq!(endpoints.len(), 1, "{body}");
+    assert_eq!(endpoints[0]["app"], app.app.as_str());
+    assert_eq!(endpoints[0]["url"], receiver.url("events"));
+    assert_eq!(endpoints[0]["enabled"], true);
 
     // The queues by role name, and the dead letter once the poll (every 15 s) has seen it.
     let polled = wait_until(Duration::from_secs(40), || async {
@@ -226,8 +239,9 @@ async fn the_console_draws_traffic_feedback_queues_and_dead_letters_and_refuses_
             .flatten()
             .unwrap_or_default()
     };
-    // Two app cards of two charts each, the queue chart, one dead-letter tile above 0.
-    assert_eq!(next_line().await, "RENDERED 2 5 1");
+    // Two app cards of two charts each, the queue chart, one dead-letter tile above 0, the
+    // event endpoint.
+    assert_eq!(next_line().await, "RENDERED 2 5 1 1");
     assert_eq!(next_line().await, "STORED session=true local=0");
     assert_eq!(next_line().await, format!("SCREENSHOT {}", png.display()));
     assert_eq!(next_line().await, "REFUSED the admin token is not valid");

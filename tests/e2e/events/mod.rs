@@ -1,5 +1,9 @@
 //! Events pushed to apps: event endpoints verified by a third-party Standard Webhooks library,
-//! the ordered feed, secret rotation, bad input and isolation.
+//! the ordered feed, secret rotation, bad input and isolation; presence across nodes; inbound
+//! SMS reassembled from the SMSC simulator.
 
 mod endpoints;
+mod inbound;
+mod outages;
+mod presence;
 mod support;

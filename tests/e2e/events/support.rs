@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 use crate::support::app::TestApp;
 use crate::support::peers::events::EventReceiver;
 
-/// An app with every service, the events service's retries shortened.
+/// An app with every service, the events service's retries shortened; ready once the events
+/// queue is there (status messages published before it exists are not in any feed).
 pub async fn events_app(adjust: impl FnOnce(&mut sprayer_shared::Settings)) -> TestApp {
-    TestApp::spawn_with_events(|settings| {
+    let app = TestApp::spawn_with_events(|settings| {
         settings.events.retry_tiers = vec![
             Duration::from_millis(200),
             Duration::from_millis(500),
@@ -18,7 +19,35 @@ pub async fn events_app(adjust: impl FnOnce(&mut sprayer_shared::Settings)) -> T
         ];
         adjust(settings);
     })
-    .await
+    .await;
+    wait_for_events_queue(&app.settings).await;
+    app
+}
+
+/// Waits until the events service has declared its queue.
+pub async fn wait_for_events_queue(settings: &sprayer_shared::Settings) {
+    let connection = sprayer_shared::amqp::connect(&settings.amqp.url, Duration::from_secs(5))
+        .await
+        .expect("rabbitmq");
+    let queue = sprayer_shared::amqp::Topology::new(&settings.amqp).events_queue();
+    let declared = crate::support::wait::wait_until(Duration::from_secs(30), || async {
+        // A passive declare of a missing queue closes the channel: one channel per try.
+        let channel = connection.create_channel().await.ok()?;
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .ok()
+    })
+    .await;
+    let _ = connection.close(200, "bye".into()).await;
+    assert!(declared.is_some(), "the events service declares {queue}");
 }
 
 /// Creates an event endpoint at `receiver` for `events`; returns the created view (with its
@@ -39,7 +68,7 @@ pub async fn endpoint(app: &TestApp, receiver: &EventReceiver, events: &[&str]) 
 }
 
 /// Every event of the app's feed (of `types`, comma-separated, when given), following `next`
-/// page by page until a page is empty.
+/// page by page until `has_more` is false.
 pub async fn whole_feed(app: &TestApp, types: Option<&str>) -> Vec<Value> {
     let mut events = Vec::new();
     let mut after: Option<String> = None;
@@ -55,10 +84,10 @@ pub async fn whole_feed(app: &TestApp, types: Option<&str>) -> Vec<Value> {
         assert_eq!(status, 200, "{page}");
         let batch = page["events"].as_array().cloned().unwrap_or_default();
         after = page["next"].as_str().map(str::to_owned);
-        if batch.is_empty() {
+        events.extend(batch);
+        if page["has_more"] != true {
             return events;
         }
-        events.extend(batch);
     }
 }
 

@@ -145,6 +145,7 @@ pub struct TestResult {
 /// `GET /v1/events` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// A cursor from an event or a page's `next`: events after it (absent: from the oldest kept).
     pub after: Option<String>,
@@ -162,7 +163,8 @@ pub struct EventPage {
     pub events: Vec<Value>,
     /// Pass as `after` for what follows (also when this page is empty).
     pub next: String,
-    /// Whether more events were already there when this page was read.
+    /// Whether the feed goes on after `next` (this page may hold fewer than `limit` events
+    /// and still have more after it: follow `next` until this is false).
     pub has_more: bool,
 }
 
@@ -279,6 +281,8 @@ async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<EndpointDo
         (status = 201, description = "Created; the secret is shown this once", body = EventEndpointView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The app has as many event endpoints as it may", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
@@ -400,6 +404,8 @@ pub async fn read(
     responses(
         (status = 200, body = EventEndpointView),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid value", body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -602,6 +608,9 @@ pub async fn test(
     request_body = Replay,
     responses(
         (status = 200, body = EventEndpointView),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The cursor has expired", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a cursor of this app's feed", body = Problem, content_type = "application/problem+json"),
@@ -678,21 +687,13 @@ pub async fn feed(
         })?,
         None => head.trimmed,
     };
-    // One more than asked tells whether more are there.
-    let mut events = feed
-        .read(app, after, head.seq, limit as usize + 1, &types, None)
+    let page = feed
+        .read(app, after, head.seq, limit as usize, &types, None)
         .await
         .map_err(|error| store(&error))?;
-    let has_more = events.len() > limit as usize;
-    events.truncate(limit as usize);
-    // A page short of the limit read everything up to the head.
-    let next = match events.last() {
-        Some(last) if has_more => last.seq,
-        _ => head.seq,
-    };
     Ok(Json(EventPage {
-        events: events.iter().map(|event| event.to_json()).collect(),
-        next: encode_cursor(app, next),
-        has_more,
+        events: page.events.iter().map(|event| event.to_json()).collect(),
+        next: encode_cursor(app, page.through),
+        has_more: page.through < head.seq,
     }))
 }

@@ -7,6 +7,7 @@ pub mod events;
 pub mod feedback;
 pub mod groups;
 pub mod messages;
+pub mod presence;
 pub mod stats;
 pub mod ws_token;
 
@@ -29,8 +30,15 @@ use crate::state::AppState;
         endpoints::put, endpoints::add, endpoints::delete, endpoints::list, ws_token::mint,
         groups::put, groups::add, groups::delete, groups::list,
         events::create, events::list, events::read, events::change, events::delete,
-        events::rotate_secret, events::test, events::replay, events::feed,
+        events::rotate_secret, events::test, events::replay, events::feed, presence::read,
     ),
+    components(schemas(
+        sprayer_shared::model::EventEnvelope, sprayer_shared::model::EventType,
+        sprayer_shared::model::MessageAcceptedData, sprayer_shared::model::DeliveryData,
+        sprayer_shared::model::EndpointPrunedData, sprayer_shared::model::UserOnlineData,
+        sprayer_shared::model::UserOfflineData, sprayer_shared::model::InboundSmsData,
+        sprayer_shared::model::EndpointDisabledData,
+    )),
     modifiers(&Security),
     tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "events"))
 )]
@@ -74,6 +82,7 @@ pub fn api() -> Router<AppState> {
             put(endpoints::put).delete(endpoints::delete),
         )
         .route("/v1/users/{user}/ws-token", post(ws_token::mint))
+        .route("/v1/users/{user}/presence", get(presence::read))
         .route(
             "/v1/groups/{group}/members",
             get(groups::list).post(groups::add),

@@ -94,6 +94,35 @@ pub struct StatsView {
     pub queues: Vec<QueueView>,
     /// The dead-letter queues (`jobs.<channel>.dead`, `status.dead`), as last polled.
     pub dead_letters: Vec<QueueView>,
+    /// Every app's event endpoints with their state, the ones in trouble first.
+    pub event_endpoints: Vec<EventEndpointState>,
+}
+
+/// One event endpoint as the console shows it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct EventEndpointState {
+    /// The app id.
+    pub app: String,
+    /// The endpoint id.
+    pub id: String,
+    /// Where batches go.
+    pub url: String,
+    /// Whether batches are sent.
+    pub enabled: bool,
+    /// Matching events not yet taken (counted up to 10,000).
+    pub lag: u64,
+    /// Since when batches have been failing (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// The last failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When a batch was last taken (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// Why Sprayer disabled it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
 }
 
 /// One app's traffic and feedback, per bucket.
@@ -169,6 +198,7 @@ pub async fn stats(
     };
     apps.sort_by(|a, b| activity(b).cmp(&activity(a)).then_with(|| a.id.cmp(&b.id)));
 
+    let event_endpoints = event_endpoints(&state).await?;
     let polled = state.queues.snapshot();
     let view = |(queue, depth): &(String, QueueDepth)| QueueView {
         queue: queue.clone(),
@@ -189,7 +219,47 @@ pub async fn stats(
             .filter(|(queue, _)| queue.ends_with(".dead"))
             .map(view)
             .collect(),
+        event_endpoints,
     }))
+}
+
+/// Every event endpoint: disabled ones first, then failing ones, then by lag.
+async fn event_endpoints(state: &AppState) -> Result<Vec<EventEndpointState>, ApiError> {
+    use futures::TryStreamExt;
+    let feed = sprayer_shared::feed::Feed::new(&state.mongo);
+    let stored: Vec<sprayer_shared::feed::EndpointDoc> = feed
+        .endpoints
+        .find(mongodb::bson::doc! {})
+        .limit(500)
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?
+        .try_collect()
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?;
+    let mut endpoints = Vec::with_capacity(stored.len());
+    for endpoint in stored {
+        let lag = crate::routes::events::lag(&feed, &endpoint).await;
+        let time = |at: Option<mongodb::bson::DateTime>| at.map(sprayer_shared::feed::rfc3339);
+        endpoints.push(EventEndpointState {
+            lag,
+            failing_since: time(endpoint.failing_since),
+            last_success: time(endpoint.last_success),
+            app: endpoint.app,
+            id: endpoint.id,
+            url: endpoint.url,
+            enabled: endpoint.enabled,
+            last_error: endpoint.last_error,
+            disabled_reason: endpoint.disabled_reason,
+        });
+    }
+    endpoints.sort_by_key(|endpoint| {
+        (
+            endpoint.enabled,
+            endpoint.failing_since.is_none(),
+            std::cmp::Reverse(endpoint.lag),
+        )
+    });
+    Ok(endpoints)
 }
 
 /// The app's stats, made empty on first use.

@@ -22,6 +22,8 @@ pub struct SprayerProcess {
     pub api: Option<String>,
     /// The admin API's base URL, when it runs the accepter with an admin token.
     pub admin: Option<String>,
+    /// The deliverer's base URL (`ws://127.0.0.1:port`), when it runs the deliverer.
+    pub ws: Option<String>,
 }
 
 impl SprayerProcess {
@@ -38,12 +40,13 @@ impl SprayerProcess {
             "{} is missing: run `make test` (it builds it first)",
             binary.display()
         );
-        let tiers: Vec<String> = settings
-            .amqp
-            .retry_tiers
-            .iter()
-            .map(|tier| format!("{}ms", tier.as_millis()))
-            .collect();
+        let millis = |tiers: &[Duration]| -> Vec<String> {
+            tiers
+                .iter()
+                .map(|tier| format!("{}ms", tier.as_millis()))
+                .collect()
+        };
+        let tiers = millis(&settings.amqp.retry_tiers);
         let networks: Vec<String> = settings
             .webhook
             .allow_networks
@@ -89,6 +92,23 @@ impl SprayerProcess {
             )
             .env("SPRAYER_DISPATCHER_OPS_LISTEN", "127.0.0.1:0")
             .env("SPRAYER_FEEDER_OPS_LISTEN", "127.0.0.1:0")
+            .env("SPRAYER_EVENTS_OPS_LISTEN", "127.0.0.1:0")
+            .env(
+                "SPRAYER_EVENTS_RETRY_TIERS",
+                serde_json::json!(millis(&settings.events.retry_tiers)).to_string(),
+            )
+            .env(
+                "SPRAYER_DELIVERER_CONN_TTL",
+                format!("{}ms", settings.deliverer.conn_ttl.as_millis()),
+            )
+            .env(
+                "SPRAYER_DELIVERER_SWEEP_INTERVAL",
+                format!("{}ms", settings.deliverer.sweep_interval.as_millis()),
+            )
+            .env(
+                "SPRAYER_DELIVERER_PRESENCE_DEBOUNCE",
+                format!("{}ms", settings.deliverer.presence_debounce.as_millis()),
+            )
             .env("SPRAYER_DELIVERER_LISTEN", "127.0.0.1:0")
             .env("SPRAYER_ACCEPTER_LISTEN", "127.0.0.1:0")
             .env("SPRAYER_ACCEPTER_RATE_PER_SECOND", "0")
@@ -118,7 +138,7 @@ impl SprayerProcess {
         });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut api, mut admin) = (None, None);
+        let (mut api, mut admin, mut ws) = (None, None, None);
         let started = tokio::time::timeout(Duration::from_secs(60), async {
             while let Ok(Some(line)) = lines.next_line().await {
                 output.lock().expect("lock").push_str(&format!("{line}\n"));
@@ -127,6 +147,9 @@ impl SprayerProcess {
                 }
                 if let Some(rest) = line.strip_prefix("Admin API on ") {
                     admin = Some(rest.trim().to_owned());
+                }
+                if let Some(rest) = line.strip_prefix("WebSocket deliverer on ") {
+                    ws = rest.split("/v1/ws").next().map(str::to_owned);
                 }
                 if line.starts_with("Sprayer running") {
                     return true;
@@ -152,6 +175,7 @@ impl SprayerProcess {
             output,
             api,
             admin,
+            ws,
         }
     }
 

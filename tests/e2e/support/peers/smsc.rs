@@ -1,6 +1,7 @@
 //! The SMSC simulator (node, npm `smpp`): binds, `submit_sm`, delivery receipts, restarts on
-//! its state file.
+//! its state file, mobile-originated messages queued by the test.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -71,7 +72,31 @@ impl SmscPeer {
         );
     }
 
-    /// Every logged event (`kind` = `submit` or `receipt`).
+    /// The `sms` provider settings of an app that binds to it with its account, sending from
+    /// `source`.
+    pub fn provider_settings(&self, source: &str) -> serde_json::Value {
+        serde_json::json!({
+            "host": "127.0.0.1", "port": self.peer.port, "system_id": self.system_id,
+            "password": self.password, "source": source,
+        })
+    }
+
+    /// Queues a mobile-originated `deliver_sm` for the simulator to send to a bound session
+    /// (and again while it is refused): `source_addr`, `destination_addr`, `data_coding`,
+    /// `esm_class`, `short_message` (hex) and the optional fields the simulator's header lists
+    /// (`message_payload` in hex, the `sar_*` TLVs, `source_addr_ton`, `dest_addr_ton`).
+    pub fn send_mo(&self, pdu: &serde_json::Value) {
+        let mut line = pdu.to_string();
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("state.json.mo"))
+            .expect("the MO file opens");
+        file.write_all(line.as_bytes()).expect("the MO is queued");
+    }
+
+    /// Every logged event (`kind` = `submit`, `receipt` or `mo`).
     pub fn log(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.dir.path().join("log.jsonl"))
             .unwrap_or_default()

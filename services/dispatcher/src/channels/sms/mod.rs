@@ -7,7 +7,10 @@
 //! delivery receipt (`deliver_sm`) sets the delivery `delivered` or `failed`, whichever bind it
 //! arrives on. `submit_sm_resp` OK is `sent`; an invalid destination is `unregistered` and the
 //! number is removed; throttling, a full queue and timeouts are retried; other errors `failed`.
+//! A mobile-originated `deliver_sm` on a bind becomes an `inbound.sms` event of its app
+//! ([`inbound`]), concatenated parts joined in Redis whichever bind receives them.
 
+pub mod inbound;
 pub mod receipts;
 pub mod text;
 
@@ -31,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ProviderChannel;
 use crate::outcome::Outcome;
-use receipts::ReceiptListener;
+use receipts::BindListener;
 
 /// One app account's bind: the current SMSC handle (`None` while (re)binding) and the window
 /// of outstanding `submit_sm` (kept here: the SMPP client does not bound it itself).
@@ -108,8 +111,9 @@ impl Sms {
             bound,
             window: Arc::new(Semaphore::new(self.settings.window.max(1))),
         });
-        let listener = Arc::new(ReceiptListener {
+        let listener = Arc::new(BindListener {
             app: app.clone(),
+            system_id: provider.system_id.clone(),
             bound: session.bound.clone(),
             drops: watch::channel(0).0,
             redis: self.redis.clone(),
@@ -317,7 +321,7 @@ pub fn classify(status: u32) -> Outcome {
 async fn keep_bound(
     provider: SmsProvider,
     settings: SmsSettings,
-    listener: Arc<ReceiptListener>,
+    listener: Arc<BindListener>,
     stop: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(200);

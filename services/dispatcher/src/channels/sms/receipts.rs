@@ -1,13 +1,14 @@
 //! The bind's listener: follows the bind's state and turns delivery receipts (`deliver_sm`
 //! with `esm_class` 0x04) into `delivered` or `failed` events, matched through the SMSC ids
-//! kept in Redis. A receipt is acknowledged only once its event is confirmed by the broker, so
-//! the SMSC sends it again if anything fails on the way.
+//! kept in Redis; a `deliver_sm` of the default type is a mobile-originated message
+//! ([`super::inbound`]). A receipt is acknowledged only once its event is confirmed by the
+//! broker, so the SMSC sends it again if anything fails on the way.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use smpp34::client::{SMSC, SmppClientListener};
-use smpp34::{SmppConnectionInformation, SmppError, deliver_sm, deliver_sm_resp};
+use smpp34::{CommandHeader, SmppConnectionInformation, SmppError, deliver_sm, deliver_sm_resp};
 use sprayer_shared::amqp::Publisher;
 use sprayer_shared::model::{
     AppId, Channel, DeliveryEvent, DeliveryStatus, DeviceId, MessageId, StatusBatch, UserId, now_ms,
@@ -21,11 +22,19 @@ use super::{ReceiptTarget, receipt_key};
 const TLV_RECEIPTED_MESSAGE_ID: u16 = 0x001E;
 /// `message_state`.
 const TLV_MESSAGE_STATE: u16 = 0x0427;
+/// The `esm_class` bits of a `deliver_sm`'s message type.
+const ESM_CLASS_MESSAGE_TYPE: u8 = 0x3C;
+/// Message type: a message a phone sent (mobile-originated).
+const ESM_CLASS_DEFAULT: u8 = 0x00;
+/// Message type: an SMSC delivery receipt.
+const ESM_CLASS_RECEIPT: u8 = 0x04;
 
 /// The listener of one app account's bind.
-pub struct ReceiptListener {
+pub struct BindListener {
     /// The app whose account this is.
     pub app: AppId,
+    /// The account's `system_id`: the connector that inbound messages name.
+    pub system_id: String,
     /// Where the bound SMSC handle is published.
     pub bound: watch::Sender<Option<Arc<SMSC>>>,
     /// Counts the binds that dropped or failed; a change wakes the bind keeper.
@@ -80,7 +89,24 @@ pub fn parse_receipt(pdu: &deliver_sm) -> Option<Receipt> {
     Some(Receipt { id, state })
 }
 
-impl ReceiptListener {
+/// The answer refusing `request` with `error`, so that the SMSC sends it again. The client's own
+/// `reject` says 16 octets but writes 17 (it always adds the empty `message_id`): the extra
+/// octet throws the SMSC's framing off until the bind drops (with the tests' simulator, the
+/// next PDU went unanswered for 30 s). This answer says the 17 octets it writes.
+pub fn refusal(request: deliver_sm, error: SmppError) -> deliver_sm_resp {
+    let rejected = request.reject(error);
+    let written = rejected.clone().encode();
+    let header = written
+        .get(..16)
+        .and_then(|head| CommandHeader::decode(head).ok());
+    let (Some(mut header), Ok(length)) = (header, u32::try_from(written.len())) else {
+        return rejected;
+    };
+    header.command_length = length;
+    deliver_sm_resp::decode(header, &written).unwrap_or(rejected)
+}
+
+impl BindListener {
     /// The delivery of an SMSC id. A receipt can overtake the write of its id (it may come
     /// moments after the `submit_sm_resp`), so a missing id is looked up again for a while.
     async fn lookup(&self, smsc_id: &str) -> redis::RedisResult<Option<String>> {
@@ -139,17 +165,23 @@ impl ReceiptListener {
         };
         metrics::counter!("sprayer_deliveries_total", "channel" => "sms", "status" => status.as_str()).increment(1);
         let batch = StatusBatch {
-            messages: Vec::new(),
             deliveries: vec![event],
-            app_events: Vec::new(),
+            ..StatusBatch::default()
         };
-        let Ok(outgoing) = self.publisher.topology().status_message(&batch) else {
+        self.publish(&batch, "a receipt").await
+    }
+
+    /// Publishes `batch` (the event of `what`, for the log) on the status exchange and waits
+    /// for the broker's confirm; `false` when the SMSC should send its PDU again. A batch that
+    /// cannot be serialized never will be: it counts as handled.
+    pub(super) async fn publish(&self, batch: &StatusBatch, what: &str) -> bool {
+        let Ok(outgoing) = self.publisher.topology().status_message(batch) else {
             return true;
         };
         match self.publisher.publish(outgoing).await {
             Ok(()) => true,
             Err(error) => {
-                tracing::warn!(%error, "cannot publish a receipt's event; the SMSC will send it again");
+                tracing::warn!(%error, of = what, "cannot publish an event; the SMSC will send its PDU again");
                 false
             }
         }
@@ -157,7 +189,7 @@ impl ReceiptListener {
 }
 
 #[async_trait]
-impl SmppClientListener for ReceiptListener {
+impl SmppClientListener for BindListener {
     async fn on_smsc_bound(&self, smsc: SMSC, _session_id: &String) {
         tracing::info!(app = %self.app, system_id = %smsc.system_id, "SMPP bound");
         self.bound.send_replace(Some(Arc::new(smsc)));
@@ -180,18 +212,57 @@ impl SmppClientListener for ReceiptListener {
         _connection: &SmppConnectionInformation,
         _session_id: &String,
     ) -> deliver_sm_resp {
-        if request.esm_class & 0x3C != 0x04 {
-            // A mobile-originated message: not handled by Sprayer, acknowledged so it is not resent.
-            return request.accept();
-        }
-        let handled = match parse_receipt(&request) {
-            Some(receipt) => self.receipt(receipt).await,
-            None => true,
+        let handled = match request.esm_class & ESM_CLASS_MESSAGE_TYPE {
+            ESM_CLASS_DEFAULT => self.inbound(&request).await,
+            ESM_CLASS_RECEIPT => match parse_receipt(&request) {
+                Some(receipt) => self.receipt(receipt).await,
+                None => true,
+            },
+            // SME acknowledgements and intermediate notifications: not used by Sprayer,
+            // acknowledged so that they are not sent again.
+            _ => true,
         };
         if handled {
             request.accept()
         } else {
-            request.reject(SmppError::ESME_RX_T_APPN)
+            refusal(request, SmppError::ESME_RX_T_APPN)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_the_length_it_writes_and_keeps_the_sequence_number() {
+        let request = deliver_sm::new(
+            42,
+            String::new(),
+            1,
+            1,
+            "31600000000".into(),
+            1,
+            1,
+            "15550001".into(),
+            0,
+            0,
+            0,
+            String::new(),
+            String::new(),
+            0,
+            0,
+            0,
+            0,
+            b"hi".to_vec(),
+        );
+        let written = refusal(request, SmppError::ESME_RX_T_APPN).encode();
+        let length = u32::from_be_bytes([written[0], written[1], written[2], written[3]]);
+        assert_eq!(usize::try_from(length), Ok(written.len()));
+        assert_eq!(
+            &written[4..16],
+            &[0x80, 0, 0, 0x05, 0, 0, 0, 0x64, 0, 0, 0, 42],
+            "deliver_sm_resp, ESME_RX_T_APPN, the request's sequence number"
+        );
     }
 }
