@@ -6,4 +6,5 @@ mod endpoints;
 mod inbound;
 mod outages;
 mod presence;
+mod retention;
 mod support;

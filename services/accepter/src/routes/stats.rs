@@ -109,7 +109,7 @@ pub struct EventEndpointState {
     pub url: String,
     /// Whether batches are sent.
     pub enabled: bool,
-    /// Matching events not yet taken (counted up to 10,000).
+    /// The app's events after its cursor (counted up to 1,000).
     pub lag: u64,
     /// Since when batches have been failing (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
