@@ -172,6 +172,72 @@ impl Mongo {
     }
 }
 
+/// A write MongoDB did not take.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The command failed.
+    #[error("mongodb: {0}")]
+    Store(#[from] mongodb::error::Error),
+    /// A statement failed for a reason other than a duplicate key.
+    #[error("mongodb refused a statement (code {code}): {message}")]
+    Statement {
+        /// The server's error code.
+        code: i32,
+        /// The server's message.
+        message: String,
+    },
+}
+
+/// What [`insert_new`] did.
+#[derive(Debug, Default)]
+pub struct Inserted {
+    /// The indexes of the documents whose `_id` existed already (E11000), left alone.
+    pub existing: Vec<usize>,
+    /// The `insert` commands sent.
+    pub commands: usize,
+}
+
+/// Documents per `insert` command.
+const INSERTS_PER_COMMAND: usize = 10_000;
+const DUPLICATE_KEY: i32 = 11_000;
+
+/// Inserts `documents` into `collection` (`insert_many`, unordered, 10,000 a command), leaving
+/// alone those whose `_id` exists already; any other refusal is an error.
+pub async fn insert_new(
+    collection: &Collection<Document>,
+    documents: Vec<Document>,
+) -> Result<Inserted, WriteError> {
+    use mongodb::error::ErrorKind;
+    let mut inserted = Inserted::default();
+    let mut documents = documents.into_iter().peekable();
+    while documents.peek().is_some() {
+        let chunk: Vec<Document> = documents.by_ref().take(INSERTS_PER_COMMAND).collect();
+        let first = inserted.commands * INSERTS_PER_COMMAND;
+        inserted.commands += 1;
+        if let Err(error) = collection.insert_many(chunk).ordered(false).await {
+            let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
+                return Err(error.into());
+            };
+            if let Some(concern) = &failure.write_concern_error {
+                return Err(WriteError::Statement {
+                    code: concern.code,
+                    message: concern.message.clone(),
+                });
+            }
+            for failed in failure.write_errors.iter().flatten() {
+                if failed.code != DUPLICATE_KEY {
+                    return Err(WriteError::Statement {
+                        code: failed.code,
+                        message: failed.message.clone(),
+                    });
+                }
+                inserted.existing.push(first + failed.index);
+            }
+        }
+    }
+    Ok(inserted)
+}
+
 /// Whether `error` is a duplicate-key error (E11000).
 pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};

@@ -1,8 +1,8 @@
 //! The feed writer: consumes the `events` queue (a copy of every status message; a single active
 //! consumer, so one writer runs at a time across replicas), turns each message into events
-//! ([`crate::derive`]), drops the ones already in the feed (a redelivery after a crash makes the
-//! same ids), numbers the rest after the head, inserts them in order, moves the head past them
-//! and only then acks. Readers never see past the head, so the feed has no gaps.
+//! ([`crate::derive`]), numbers them after the head and inserts them (the ones already in the
+//! feed, a redelivery after a crash making the same ids, are refused by their id and their
+//! numbers left unused), moves the head past them and only then acks. Readers never see past the head, so the feed has no gaps.
 //!
 //! While MongoDB is away it retries and acks nothing: the queue holds the events, and delivery
 //! goes on (its feedback has a queue of its own).
@@ -198,50 +198,46 @@ async fn write(
     }
 }
 
-/// One attempt: the new events numbered after `last`, inserted, the head moved; returns the new
-/// last number.
-async fn write_once(writer: &Writer, pending: &Pending, last: i64) -> mongodb::error::Result<i64> {
+/// One attempt: the batch's events numbered after `last` and inserted, those the feed holds
+/// already (a redelivered status message) left alone, their numbers unused; then the head
+/// moved. Returns the new last number.
+async fn write_once(
+    writer: &Writer,
+    pending: &Pending,
+    last: i64,
+) -> Result<i64, sprayer_shared::mongo::WriteError> {
     let started = Instant::now();
     let mut seen = HashSet::with_capacity(pending.events.len());
-    let fresh: Vec<&EventDoc> = pending
-        .events
-        .iter()
-        .filter(|event| seen.insert(event.id.as_str()))
-        .collect();
-    let ids: Vec<&str> = fresh.iter().map(|event| event.id.as_str()).collect();
-    let mut known = HashSet::new();
-    for chunk in ids.chunks(10_000) {
-        let mut cursor = writer
+    let mut next = last;
+    let mut documents = Vec::with_capacity(pending.events.len());
+    for event in &pending.events {
+        if !seen.insert(event.id.as_str()) {
+            continue;
+        }
+        next += 1;
+        let numbered = EventDoc {
+            seq: next,
+            ..event.clone()
+        };
+        documents.push(mongodb::bson::to_document(&numbered).map_err(|error| {
+            sprayer_shared::mongo::WriteError::Statement {
+                code: 0,
+                message: format!("cannot encode an event: {error}"),
+            }
+        })?);
+    }
+    let count = documents.len();
+    if count > 0 {
+        let collection = writer
             .feed
             .events
-            .clone_with_type::<mongodb::bson::Document>()
-            .find(doc! { "_id": { "$in": chunk } })
-            .projection(doc! { "_id": 1 })
-            .await?;
-        while let Some(found) = cursor.try_next().await? {
-            if let Ok(id) = found.get_str("_id") {
-                known.insert(id.to_owned());
-            }
-        }
-    }
-    let mut next = last;
-    let new: Vec<EventDoc> = fresh
-        .into_iter()
-        .filter(|event| !known.contains(&event.id))
-        .map(|event| {
-            next += 1;
-            EventDoc {
-                seq: next,
-                ..event.clone()
-            }
-        })
-        .collect();
-    if !new.is_empty() {
-        writer.feed.events.insert_many(&new).ordered(true).await?;
+            .clone_with_type::<mongodb::bson::Document>();
+        let inserted = sprayer_shared::mongo::insert_new(&collection, documents).await?;
         writer.feed.advance_head(next).await?;
+        let known = inserted.existing.len();
+        metrics::counter!("sprayer_events_written_total").increment((count - known) as u64);
+        metrics::counter!("sprayer_events_duplicates_total").increment(known as u64);
     }
-    metrics::counter!("sprayer_events_written_total").increment(new.len() as u64);
-    metrics::counter!("sprayer_events_duplicates_total").increment(known.len() as u64);
     metrics::histogram!("sprayer_events_write_seconds").record(started.elapsed().as_secs_f64());
     Ok(next)
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use mongodb::bson::{Bson, Document, doc};
 use sprayer_shared::model::{DeliveryEvent, MessageRecord};
+pub use sprayer_shared::mongo::WriteError;
 use sprayer_shared::mongo::{Mongo, date};
 
 /// Statements per `update` command.
@@ -25,22 +26,6 @@ pub struct Written {
     pub applied: usize,
     /// Delivery events dropped because a later status was already stored.
     pub stale: usize,
-}
-
-/// A write MongoDB did not take.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// The command failed.
-    #[error("mongodb: {0}")]
-    Store(#[from] mongodb::error::Error),
-    /// A statement failed for a reason other than a stale event.
-    #[error("mongodb refused a statement (code {code}): {message}")]
-    Statement {
-        /// The server's error code.
-        code: i32,
-        /// The server's message.
-        message: String,
-    },
 }
 
 /// Keeps, for each delivery, only its highest-ranked event (the latest of equal ones).
@@ -179,44 +164,18 @@ async fn update(
     Ok(duplicates)
 }
 
-/// Inserts `documents` into `collection` (`insert_many`, unordered, 10,000 a command); returns
-/// the indexes of those whose `_id` exists already (E11000).
+/// Inserts `documents` into `collection` (see [`sprayer_shared::mongo::insert_new`]), counting
+/// the commands; returns the indexes of those that exist already.
 async fn insert_new(
     mongo: &Mongo,
     collection: &str,
     documents: Vec<Document>,
 ) -> Result<Vec<usize>, WriteError> {
-    use mongodb::error::ErrorKind;
     let collection = mongo.database.collection::<Document>(collection);
-    let mut existing = Vec::new();
-    let mut documents = documents.into_iter().peekable();
-    let mut chunk_index = 0;
-    while documents.peek().is_some() {
-        let chunk: Vec<Document> = documents.by_ref().take(STATEMENTS_PER_COMMAND).collect();
-        metrics::counter!("sprayer_feeder_commands_total", "command" => "insert").increment(1);
-        if let Err(error) = collection.insert_many(chunk).ordered(false).await {
-            let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
-                return Err(error.into());
-            };
-            if let Some(concern) = &failure.write_concern_error {
-                return Err(WriteError::Statement {
-                    code: concern.code,
-                    message: concern.message.clone(),
-                });
-            }
-            for failed in failure.write_errors.iter().flatten() {
-                if failed.code != DUPLICATE_KEY {
-                    return Err(WriteError::Statement {
-                        code: failed.code,
-                        message: failed.message.clone(),
-                    });
-                }
-                existing.push(chunk_index * STATEMENTS_PER_COMMAND + failed.index);
-            }
-        }
-        chunk_index += 1;
-    }
-    Ok(existing)
+    let inserted = sprayer_shared::mongo::insert_new(&collection, documents).await?;
+    metrics::counter!("sprayer_feeder_commands_total", "command" => "insert")
+        .increment(inserted.commands as u64);
+    Ok(inserted.existing)
 }
 
 /// Writes message records and delivery events. Each E11000 is tried once more, since two
