@@ -312,7 +312,12 @@ impl BindListener {
             app_events: vec![event],
             ..StatusBatch::default()
         };
-        self.publish(&batch, "an inbound SMS").await
+        let published = self.publish(&batch, "an inbound SMS").await;
+        if published {
+            metrics::counter!("sprayer_sms_inbound_total").increment(1);
+            metrics::counter!("sprayer_sms_inbound_parts_total").increment(u64::from(parts));
+        }
+        published
     }
 }
 
