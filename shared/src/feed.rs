@@ -55,6 +55,11 @@ pub fn rfc3339(at: bson::DateTime) -> String {
     at.try_to_rfc3339_string().unwrap_or_default()
 }
 
+/// RFC 3339 with milliseconds, of Unix milliseconds.
+pub fn rfc3339_ms(ms: i64) -> String {
+    rfc3339(crate::mongo::date(ms))
+}
+
 /// `event_heads`: the feed's head.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {

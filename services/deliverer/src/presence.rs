@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sprayer_shared::amqp::Publisher;
+use sprayer_shared::feed::rfc3339_ms;
 use sprayer_shared::model::{
-    AppEvent, AppId, EventType, NodeId, StatusBatch, UserId, UserOfflineData, UserOnlineData,
-    event_id, now_ms,
+    AppEvent, AppId, EventType, NodeId, UserId, UserOfflineData, UserOnlineData, event_id, now_ms,
 };
 use sprayer_shared::redis::{RedisConnection, presence_key};
 use tokio_util::sync::CancellationToken;
@@ -108,10 +108,6 @@ fn member(app: &AppId, user: &UserId) -> String {
 fn parse_member(member: &str) -> Option<(AppId, UserId)> {
     let (app, user) = member.split_once(':')?;
     Some((AppId::parse(app).ok()?, UserId::parse(user).ok()?))
-}
-
-fn rfc3339(ms: i64) -> String {
-    sprayer_shared::feed::rfc3339(sprayer_shared::mongo::date(ms))
 }
 
 impl Presence {
@@ -328,14 +324,14 @@ impl Presence {
         let data = match kind {
             EventType::UserOnline => serde_json::to_value(UserOnlineData {
                 user: user.as_str().to_owned(),
-                since: rfc3339(standing.since),
+                since: rfc3339_ms(standing.since),
                 sockets: standing.sockets,
                 nodes: standing.nodes,
             }),
             _ => serde_json::to_value(UserOfflineData {
                 user: user.as_str().to_owned(),
-                online_since: rfc3339(standing.since),
-                offline_at: rfc3339(now),
+                online_since: rfc3339_ms(standing.since),
+                offline_at: rfc3339_ms(now),
             }),
         }
         .unwrap_or_default();
@@ -354,15 +350,7 @@ impl Presence {
         metrics::counter!("sprayer_presence_events_total", "type" => kind.as_str()).increment(1);
         let publisher = self.publisher.clone();
         tokio::spawn(async move {
-            let batch = StatusBatch {
-                app_events: vec![event],
-                ..StatusBatch::default()
-            };
-            let published = match publisher.topology().status_message(&batch) {
-                Ok(message) => publisher.publish(message).await.map_err(|e| e.to_string()),
-                Err(error) => Err(error.to_string()),
-            };
-            if let Err(error) = published {
+            if let Err(error) = publisher.publish_app_events(vec![event]).await {
                 tracing::warn!(%error, "cannot publish a presence event");
             }
         });

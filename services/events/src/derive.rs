@@ -5,7 +5,7 @@
 
 use mongodb::bson::{self, Document};
 use serde::Serialize;
-use sprayer_shared::feed::EventDoc;
+use sprayer_shared::feed::{EventDoc, rfc3339_ms};
 use sprayer_shared::model::{
     AppEvent, DeliveryData, DeliveryEvent, DeliveryStatus, EndpointPrunedData, EventType,
     MessageAcceptedData, MessageRecord, StatusBatch, accepted_event_id, delivery_event_id,
@@ -34,10 +34,6 @@ fn document(data: &impl Serialize) -> Document {
     bson::to_document(data).unwrap_or_default()
 }
 
-fn rfc3339(ms: i64) -> String {
-    sprayer_shared::feed::rfc3339(date(ms))
-}
-
 fn accepted(record: &MessageRecord) -> EventDoc {
     let data = MessageAcceptedData {
         message_id: record.id.as_str().to_owned(),
@@ -47,8 +43,8 @@ fn accepted(record: &MessageRecord) -> EventDoc {
             .iter()
             .map(|channel| channel.as_str().to_owned())
             .collect(),
-        created_at: rfc3339(record.created_at),
-        expires_at: rfc3339(record.expires_at),
+        created_at: rfc3339_ms(record.created_at),
+        expires_at: rfc3339_ms(record.expires_at),
     };
     EventDoc {
         id: accepted_event_id(record),

@@ -20,7 +20,7 @@ use sprayer_shared::Settings;
 use sprayer_shared::amqp::Publisher;
 use sprayer_shared::feed::{EndpointDoc, EventDoc, Feed, rfc3339};
 use sprayer_shared::model::{
-    AppEvent, AppId, EndpointDisabledData, EventType, StatusBatch, TypeFilter, event_id, now_ms,
+    AppEvent, AppId, EndpointDisabledData, EventType, TypeFilter, event_id, now_ms,
 };
 use sprayer_shared::mongo::date;
 use sprayer_shared::netguard::AddressGuard;
@@ -388,19 +388,7 @@ async fn fail(senders: &Senders, endpoint: &EndpointDoc, refused: &Refused) -> b
             })
             .unwrap_or_default(),
         };
-        let batch = StatusBatch {
-            app_events: vec![event],
-            ..StatusBatch::default()
-        };
-        let published = match senders.publisher.topology().status_message(&batch) {
-            Ok(message) => senders
-                .publisher
-                .publish(message)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        if let Err(error) = published {
+        if let Err(error) = senders.publisher.publish_app_events(vec![event]).await {
             tracing::warn!(%error, endpoint = %endpoint.id, "cannot publish endpoint.disabled");
         }
     }

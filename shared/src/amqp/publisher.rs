@@ -170,6 +170,19 @@ impl Publisher {
         self.publish_all(std::slice::from_ref(&message)).await
     }
 
+    /// Publishes app events (presence, endpoint state, inbound SMS) as one status message and
+    /// waits for its confirm.
+    pub async fn publish_app_events(
+        &self,
+        events: Vec<crate::model::AppEvent>,
+    ) -> Result<(), AmqpError> {
+        let batch = crate::model::StatusBatch {
+            app_events: events,
+            ..crate::model::StatusBatch::default()
+        };
+        self.publish(self.topology().status_message(&batch)?).await
+    }
+
     async fn forget(&self, broken: &lapin::Channel) {
         let mut state = self.state.lock().await;
         if state
