@@ -6,6 +6,7 @@
 #   sprayer-dispatcher --channel http    one channel's dispatcher (ops endpoints on 9101)
 #   sprayer-feeder                       the status feeder        (ops endpoints on 9102)
 #   sprayer-events                       event feeds and endpoints (ops endpoints on 9103)
+#   sprayer-scheduler                    scheduled sends and escalation steps (ops endpoints on 9104)
 #   sprayer-deliverer                    a WebSocket deliverer    (8081)
 #   sprayer admin create-app --name X    the administration CLI
 #
@@ -30,12 +31,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked \
         -p sprayer -p sprayer-accepter -p sprayer-dispatcher -p sprayer-feeder -p sprayer-events \
-        -p sprayer-deliverer \
+        -p sprayer-scheduler -p sprayer-deliverer \
         --bins \
  && mkdir -p /out \
  && cp target/release/sprayer target/release/sprayer-accepter target/release/sprayer-dispatcher \
        target/release/sprayer-feeder target/release/sprayer-events target/release/sprayer-deliverer \
-       /out/
+       target/release/sprayer-scheduler /out/
 
 # ---- run --------------------------------------------------------------------------------------
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
@@ -70,6 +71,9 @@ ops_listen = "0.0.0.0:9102"
 [events]
 ops_listen = "0.0.0.0:9103"
 
+[scheduler]
+ops_listen = "0.0.0.0:9104"
+
 [telemetry]
 json = true
 filter = "info"
@@ -80,8 +84,8 @@ COPY --from=builder /out/ /usr/local/bin/
 ENV SPRAYER_CONFIG=/etc/sprayer/sprayer.toml \
     HEALTHCHECK_URL=http://127.0.0.1:8080/readyz
 USER 10001:10001
-# API, deliverer, admin API, dispatcher ops, feeder ops, events ops.
-EXPOSE 8080 8081 8082 9101 9102 9103
+# API, deliverer, admin API, dispatcher ops, feeder ops, events ops, scheduler ops.
+EXPOSE 8080 8081 8082 9101 9102 9103 9104
 # Right for `sprayer run` and the accepter; other roles set HEALTHCHECK_URL (compose sets its own
 # healthchecks, Kubernetes uses its probes and ignores this).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

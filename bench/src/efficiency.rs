@@ -188,6 +188,7 @@ async fn publish_events(platform: &Platform) -> anyhow::Result<u64> {
             messages: Vec::new(),
             deliveries: vec![event],
             app_events: Vec::new(),
+            steps: Vec::new(),
         });
         let publisher = publisher.clone();
         async move {

@@ -71,6 +71,7 @@ pub async fn run(count: usize) -> anyhow::Result<Value> {
                     messages: Vec::new(),
                     deliveries: deliveries.to_vec(),
                     app_events: Vec::new(),
+                    steps: Vec::new(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;

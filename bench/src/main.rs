@@ -17,6 +17,7 @@ mod events;
 mod fanout;
 mod feedback;
 mod latency;
+mod orchestration;
 mod peers;
 mod platform;
 mod report;
@@ -27,11 +28,13 @@ mod sockets;
 use clap::Parser;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 10] = [
     "accept",
     "fanout",
     "feedback",
     "events",
+    "timers",
+    "escalation",
     "efficiency",
     "latency",
     "sockets",
@@ -56,6 +59,12 @@ struct Args {
     /// Status events in the feedback scenario.
     #[arg(long, default_value_t = 100_000)]
     feedback_events: usize,
+    /// Messages scheduled for the same second in the timers scenario.
+    #[arg(long, default_value_t = 100_000)]
+    timers: usize,
+    /// Group members in the escalation scenario (half of them ack).
+    #[arg(long, default_value_t = 10_000)]
+    escalation_members: usize,
     /// Sockets in the socket scenarios.
     #[arg(long, default_value_t = 15_000)]
     sockets: usize,
@@ -132,6 +141,17 @@ async fn main() -> anyhow::Result<()> {
         report.add(
             "events",
             events::run(args.feedback_events, args.fanout_users).await?,
+        );
+    }
+    if wanted("timers") {
+        settle().await;
+        report.add("timers", orchestration::timers(args.timers).await?);
+    }
+    if wanted("escalation") {
+        settle().await;
+        report.add(
+            "escalation",
+            orchestration::escalation(args.escalation_members, args.client_processes).await?,
         );
     }
     if wanted("efficiency") {

@@ -408,7 +408,11 @@ impl Platform {
     async fn clean(&self) -> anyhow::Result<()> {
         let client = redis::Client::open(REDIS_URL)?;
         let mut redis = client.get_multiplexed_async_connection().await?;
-        for pattern in [format!("*{{{}:*", self.app), format!("*:{}:*", self.app)] {
+        for pattern in [
+            format!("*{{{}:*", self.app),
+            format!("*:{}:*", self.app),
+            format!("{}.*", self.namespace),
+        ] {
             let mut cursor: u64 = 0;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

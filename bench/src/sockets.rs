@@ -76,18 +76,20 @@ fn print_cpu(scenario: &str, before: &std::collections::HashMap<String, u64>) {
     eprintln!("{scenario}: CPU ms during the broadcast: {used:?}");
 }
 
-struct Clients {
+pub struct Clients {
     processes: Vec<(Child, Lines<BufReader<ChildStdout>>)>,
 }
 
 impl Clients {
     /// Starts `processes` client processes sharing `count` sockets; returns once all are open.
-    async fn open(
+    /// With `ack`, each socket acks the message it receives.
+    pub async fn open(
         protocol: &str,
         url: &str,
         tokens: Option<&[String]>,
         count: usize,
         processes: usize,
+        ack: bool,
     ) -> anyhow::Result<(Clients, usize)> {
         let dir = std::env::temp_dir().join(format!("sprayer-bench-{:08x}", rand::random::<u32>()));
         std::fs::create_dir_all(&dir)?;
@@ -104,6 +106,9 @@ impl Clients {
                 .args(["--protocol", protocol, "--url", url])
                 .args(["--count", &share.to_string()])
                 .args(["--timeout", &CLIENT_TIMEOUT_S.to_string()]);
+            if ack {
+                command.arg("--ack");
+            }
             if let Some(tokens) = tokens {
                 let file = dir.join(format!("tokens-{index}"));
                 std::fs::write(&file, tokens[first..first + share].join("\n"))?;
@@ -127,7 +132,7 @@ impl Clients {
     }
 
     /// The receipt times of every client process.
-    async fn results(mut self) -> anyhow::Result<Vec<u64>> {
+    pub async fn results(mut self) -> anyhow::Result<Vec<u64>> {
         let mut all = Vec::new();
         for (_, lines) in &mut self.processes {
             let result: Value = serde_json::from_str(&next_with(lines, "RESULT ").await?)?;
@@ -195,8 +200,15 @@ pub async fn sprayer(sockets: usize, processes: usize) -> anyhow::Result<Value> 
     eprintln!("sockets: {sockets} users ready in {:.1?}", setup.elapsed());
     let pid = platform.deliverer_pid();
     let rss_before = rss_kib(pid);
-    let (clients, open) =
-        Clients::open("sprayer", &platform.ws, Some(&tokens), sockets, processes).await?;
+    let (clients, open) = Clients::open(
+        "sprayer",
+        &platform.ws,
+        Some(&tokens),
+        sockets,
+        processes,
+        false,
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_after = rss_kib(pid);
     eprintln!(
@@ -237,6 +249,7 @@ pub async fn socketio(sockets: usize, processes: usize) -> anyhow::Result<Value>
         None,
         sockets,
         processes,
+        false,
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -21,7 +21,7 @@ const LAYERS: [&[&str]; 5] = [
         "signing",
         "wstoken",
     ],
-    &["expand", "ops", "startup", "feed"],
+    &["expand", "ops", "startup", "feed", "schedule"],
 ];
 
 /// `text` without its comment lines.

@@ -12,7 +12,9 @@
 //!    open WebSockets with);
 //! 5. [`expand`]: a job's target into recipients, shared by the dispatchers and the deliverer;
 //!    [`ops`]: health, readiness and metrics endpoints; [`startup`]: why a service could not
-//!    start; [`feed`]: the app event feed's documents, cursors and reads.
+//!    start; [`feed`]: the app event feed's documents, cursors and reads; [`schedule`]: the
+//!    scheduler's durable timers and escalation state in Redis, shared by the accepter and the
+//!    scheduler.
 
 pub mod amqp;
 pub mod config;
@@ -24,6 +26,7 @@ pub mod mongo;
 pub mod netguard;
 pub mod ops;
 pub mod redis;
+pub mod schedule;
 pub mod shutdown;
 pub mod signing;
 pub mod startup;

@@ -53,6 +53,15 @@ pub struct MessageDoc {
     pub created: bson::DateTime,
     /// When it expires.
     pub expires: bson::DateTime,
+    /// When it is due, for a scheduled message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<bson::DateTime>,
+    /// Its escalation steps, for a message sent with `delivery`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<crate::model::Step>,
+    /// The app's cancellation key, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_key: Option<String>,
 }
 
 /// `deliveries`: one message to one device of one user on one channel.
@@ -168,6 +177,15 @@ impl Mongo {
             .create_index(named(doc! { "updated": 1 }, "updated"))
             .await?;
         self.deliveries.create_index(expiring("retention")).await?;
+        // Escalation steps that did not run, read per message and user.
+        let steps = self.database.collection::<Document>("steps");
+        steps
+            .create_index(named(
+                doc! { "app": 1, "message": 1, "user": 1, "step": 1 },
+                "app_message_user_step",
+            ))
+            .await?;
+        steps.create_index(expiring("retention")).await?;
         Ok(())
     }
 }

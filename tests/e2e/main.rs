@@ -8,6 +8,7 @@ mod api;
 mod channels;
 mod events;
 mod faults;
+mod orchestration;
 mod scale;
 mod security;
 mod support;

@@ -33,6 +33,9 @@ struct Args {
     /// Longest wait, in seconds, for the sockets to open and for the message.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Sprayer: ack the message once received (as a browser that showed it).
+    #[arg(long)]
+    ack: bool,
 }
 
 fn now_us() -> u64 {
@@ -75,12 +78,23 @@ async fn open(protocol: &str, url: &str) -> anyhow::Result<Socket> {
     }
 }
 
-/// Waits for the first message; answers Engine.IO pings on the way.
-async fn first_message(protocol: &str, socket: &mut Socket) -> Option<u64> {
+/// Waits for the first message, acking it when `ack`; answers Engine.IO pings on the way.
+async fn first_message(protocol: &str, socket: &mut Socket, ack: bool) -> Option<u64> {
     while let Some(Ok(frame)) = socket.next().await {
         let Message::Text(text) = frame else { continue };
         match protocol {
-            "sprayer" if text.contains("\"type\":\"message\"") => return Some(now_us()),
+            "sprayer" if text.contains("\"type\":\"message\"") => {
+                let at = now_us();
+                if ack {
+                    let frame: serde_json::Value = serde_json::from_str(&text).ok()?;
+                    let ack = serde_json::json!({"type": "ack", "ids": [frame["message"]["id"]]});
+                    socket
+                        .send(Message::Text(ack.to_string().into()))
+                        .await
+                        .ok()?;
+                }
+                return Some(at);
+            }
             "socketio" if text.starts_with("42") => return Some(now_us()),
             "socketio" if text.as_str() == "2" => {
                 let _ = socket.send(Message::Text("3".into())).await;
@@ -113,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
     let gate = std::sync::Arc::new(Semaphore::new(args.parallel.max(1)));
+    let ack = args.ack;
     let protocol: &'static str = if args.protocol == "sprayer" {
         "sprayer"
     } else {
@@ -146,10 +161,11 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .map(|mut socket| {
             tokio::spawn(async move {
-                let at = tokio::time::timeout_at(deadline, first_message(protocol, &mut socket))
-                    .await
-                    .ok()
-                    .flatten();
+                let at =
+                    tokio::time::timeout_at(deadline, first_message(protocol, &mut socket, ack))
+                        .await
+                        .ok()
+                        .flatten();
                 (at, socket)
             })
         })

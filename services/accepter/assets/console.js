@@ -11,7 +11,7 @@
   const SVG_NS = "http://www.w3.org/2000/svg";
   const STATUS_COLORS = {
     delivered: "#16a34a", read: "#0d9488", sent: "#3b82f6", queued: "#9aa5b1",
-    unregistered: "#8b5cf6", expired: "#f59e0b", failed: "#dc2626",
+    unregistered: "#8b5cf6", expired: "#f59e0b", failed: "#dc2626", cancelled: "#64748b",
   };
   const STATUS_ORDER = Object.keys(STATUS_COLORS);
   const ACCEPTED_COLOR = "#2563eb";
@@ -201,6 +201,15 @@
         html("td", { className: "error" }, endpoint.disabled_reason || endpoint.last_error || ""))))));
   }
 
+  function renderTimers(timers) {
+    const box = byId("timers");
+    const overdue = timers.overdue > 0;
+    box.replaceChildren(html("p", { className: overdue ? "timers overdue" : "timers",
+      "data-pending": String(timers.pending), "data-overdue": String(timers.overdue) },
+      `${timers.pending} pending (scheduled sends, step deadlines, steps starting)`,
+      overdue ? `, ${timers.overdue} overdue by more than a second: is a scheduler running?` : ", none overdue"));
+  }
+
   function renderApp(app, times, bucketSeconds) {
     const statuses = Object.keys(app.deliveries)
       .sort((a, b) => (STATUS_ORDER.indexOf(a) + 1 || 99) - (STATUS_ORDER.indexOf(b) + 1 || 99));
@@ -230,6 +239,7 @@
     const times = Array.from({ length: stats.buckets }, (_, i) => start + i * step);
     renderQueues(stats);
     renderEndpoints(stats.event_endpoints || []);
+    renderTimers(stats.timers || { pending: 0, overdue: 0 });
     const per = stats.bucket_seconds === 60 ? "per minute" : `per ${stats.bucket_seconds / 60} minutes`;
     byId("bucket").textContent = `${per}, last ${stats.window}`;
     const shown = stats.apps.slice(0, MOST_APPS).map((app) => renderApp(app, times, stats.bucket_seconds));

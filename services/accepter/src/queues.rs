@@ -4,7 +4,8 @@
 //! `sprayer_queue_consumers{queue}`, and keeps the last answer for the admin stats.
 //!
 //! Queues are named by role, without the installation's prefix (`jobs.http`,
-//! `jobs.http.retry.10s`, `jobs.http.dead`, `status`, `status.dead`), so the label stays bounded.
+//! `jobs.http.retry.10s`, `jobs.http.dead`, `status`, `status.dead`, `steps`, `steps.dead`), so
+//! the label stays bounded.
 //! A queue that does not exist (yet) is left out and asked about again only every
 //! [`ABSENT_RECHECK`] polls (the broker answers such a declare by closing the channel, which the
 //! client logs as an error); while the broker is unreachable the last answer stays, with its
@@ -140,7 +141,8 @@ impl QueueDepths {
     }
 }
 
-/// `(role, full name)` of every queue of the served channels and of the status path.
+/// `(role, full name)` of every queue of the served channels, of the status path and of the
+/// scheduler's step outcomes.
 fn watched_queues(settings: &Settings) -> Vec<(String, String)> {
     let topology = Topology::new(&settings.amqp);
     let mut names = Vec::new();
@@ -154,6 +156,8 @@ fn watched_queues(settings: &Settings) -> Vec<(String, String)> {
     }
     names.push(topology.status_queue());
     names.push(topology.status_dead_queue());
+    names.push(topology.steps_queue());
+    names.push(topology.steps_dead_queue());
     let prefix = settings.amqp.prefix.as_str();
     names
         .into_iter()
@@ -285,7 +289,9 @@ mod tests {
                 "jobs.http.retry.10m",
                 "jobs.http.dead",
                 "status",
-                "status.dead"
+                "status.dead",
+                "steps",
+                "steps.dead"
             ]
         );
     }

@@ -43,6 +43,7 @@ impl Hub {
             messages: Vec::new(),
             deliveries: events,
             app_events: Vec::new(),
+            steps: Vec::new(),
         };
         let message = self.publisher.topology().status_message(&batch)?;
         self.publisher.publish(message).await

@@ -134,6 +134,7 @@ async fn publish(publisher: &Publisher, events: Vec<DeliveryEvent>) {
             messages: Vec::new(),
             deliveries: chunk.to_vec(),
             app_events: Vec::new(),
+            steps: Vec::new(),
         };
         let message = match publisher.topology().status_message(&status) {
             Ok(message) => message,

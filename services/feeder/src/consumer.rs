@@ -20,7 +20,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{self, AmqpError, Brokers, Consuming, Topology};
-use sprayer_shared::model::{DeliveryEvent, MessageRecord, StatusBatch};
+use sprayer_shared::model::{DeliveryEvent, MessageRecord, StatusBatch, StepRecord};
 use sprayer_shared::mongo::Mongo;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -45,6 +45,7 @@ struct Pending {
     deliveries: Vec<Delivery>,
     messages: Vec<MessageRecord>,
     events: Vec<DeliveryEvent>,
+    steps: Vec<StepRecord>,
     since: Option<Instant>,
 }
 
@@ -88,7 +89,7 @@ async fn session(
                 Some(Ok(delivery)) => {
                     metrics::counter!("sprayer_amqp_deliveries_total", "queue" => "status").increment(1);
                     take(&mut pending, delivery).await;
-                    if pending.events.len() + pending.messages.len() >= settings.feeder.batch_size {
+                    if pending.events.len() + pending.messages.len() + pending.steps.len() >= settings.feeder.batch_size {
                         writing.hand_over(&feed, &mut pending, &shutdown).await;
                     }
                 }
@@ -165,6 +166,7 @@ async fn take(pending: &mut Pending, delivery: Delivery) {
             pending.since.get_or_insert_with(Instant::now);
             pending.messages.extend(batch.messages);
             pending.events.extend(batch.deliveries);
+            pending.steps.extend(batch.steps);
             pending.deliveries.push(delivery);
         }
         Err(error) => {
@@ -241,7 +243,7 @@ async fn write_once(feed: &Feed, pending: &mut Pending) -> bool {
     }
     let started = Instant::now();
     let events = latest_per_delivery(pending.events.clone());
-    match write(&feed.mongo, &pending.messages, &events).await {
+    match write(&feed.mongo, &pending.messages, &events, &pending.steps).await {
         Ok(written) => {
             metrics::counter!("sprayer_feeder_events_total", "result" => "applied")
                 .increment(written.applied as u64);

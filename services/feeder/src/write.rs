@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use mongodb::bson::{Bson, Document, doc};
-use sprayer_shared::model::{DeliveryEvent, MessageRecord};
+use sprayer_shared::model::{DeliveryEvent, MessageRecord, StepRecord};
 pub use sprayer_shared::mongo::WriteError;
 use sprayer_shared::mongo::{Mongo, date};
 
@@ -104,13 +104,40 @@ fn message_document(record: &MessageRecord) -> Document {
         .iter()
         .map(|channel| channel.as_str())
         .collect();
-    doc! {
+    let mut document = doc! {
         "_id": record.id.as_str(),
         "app": record.app.as_str(),
         "to": to,
         "channels": channels,
         "created": date(record.created_at),
         "expires": date(record.expires_at),
+    };
+    if let Some(send_at) = record.send_at {
+        document.insert("send_at", date(send_at));
+    }
+    if !record.steps.is_empty() {
+        document.insert(
+            "steps",
+            mongodb::bson::to_bson(&record.steps).unwrap_or(Bson::Null),
+        );
+    }
+    if let Some(cancel_key) = &record.cancel_key {
+        document.insert("cancel_key", cancel_key.as_str());
+    }
+    document
+}
+
+/// The document of a step that did not run for a user.
+fn step_document(record: &StepRecord) -> Document {
+    doc! {
+        "_id": format!("{}:{}:{}", record.message, record.user, record.step),
+        "app": record.app.as_str(),
+        "message": record.message.as_str(),
+        "user": record.user.as_str(),
+        "step": i32::from(record.step),
+        "state": record.state.as_str(),
+        "reason": record.reason.as_str(),
+        "created": date(record.at),
     }
 }
 
@@ -184,12 +211,18 @@ pub async fn write(
     mongo: &Mongo,
     messages: &[MessageRecord],
     events: &[DeliveryEvent],
+    steps: &[StepRecord],
 ) -> Result<Written, WriteError> {
     if !messages.is_empty() {
         // A record never changes: an E11000 is one written already (a redelivered status
         // message), with nothing to do. Inserts cost the server a fraction of upserts.
         let documents: Vec<Document> = messages.iter().map(message_document).collect();
         insert_new(mongo, "messages", documents).await?;
+    }
+    if !steps.is_empty() {
+        // A step that did not run for a user is recorded once: the first reason stands.
+        let documents: Vec<Document> = steps.iter().map(step_document).collect();
+        insert_new(mongo, "steps", documents).await?;
     }
     if events.is_empty() {
         return Ok(Written::default());

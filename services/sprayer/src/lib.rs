@@ -1,5 +1,5 @@
 //! Every Sprayer service in one process: the accepter, one dispatcher per served channel, the
-//! WebSocket deliverer (when `ws` is served), the feeder and the events service, sharing one
+//! WebSocket deliverer (when `ws` is served), the feeder, the events service and the scheduler, sharing one
 //! shutdown token. For a
 //! laptop, for the tests, and for small installations. [`Role`]s pick a subset, so the same
 //! binary can run a single service (`sprayer run --only deliverer`).
@@ -11,6 +11,7 @@ use sprayer_deliverer::Deliverer;
 use sprayer_dispatcher::Dispatcher;
 use sprayer_events::Events;
 use sprayer_feeder::Feeder;
+use sprayer_scheduler::Scheduler;
 use sprayer_shared::Settings;
 use sprayer_shared::model::Channel;
 use tokio::task::JoinSet;
@@ -34,6 +35,9 @@ pub enum StartError {
     /// The events service could not start.
     #[error("events: {0}")]
     Events(sprayer_events::startup::StartError),
+    /// The scheduler could not start.
+    #[error("scheduler: {0}")]
+    Scheduler(sprayer_scheduler::startup::StartError),
 }
 
 /// A service this process can run.
@@ -49,16 +53,19 @@ pub enum Role {
     Feeder,
     /// The events service: event feeds and event endpoints.
     Events,
+    /// The scheduler: scheduled sends and escalation steps.
+    Scheduler,
 }
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Accepter,
         Role::Dispatchers,
         Role::Deliverer,
         Role::Feeder,
         Role::Events,
+        Role::Scheduler,
     ];
 }
 
@@ -69,6 +76,7 @@ pub struct Sprayer {
     deliverer: Option<Deliverer>,
     feeder: Option<Feeder>,
     events: Option<Events>,
+    scheduler: Option<Scheduler>,
 }
 
 impl Sprayer {
@@ -88,6 +96,7 @@ impl Sprayer {
             settings.dispatcher.ops_listen = None;
             settings.feeder.ops_listen = None;
             settings.events.ops_listen = None;
+            settings.scheduler.ops_listen = None;
         }
         let mut dispatchers = Vec::new();
         if roles.contains(&Role::Dispatchers) {
@@ -121,6 +130,15 @@ impl Sprayer {
         } else {
             None
         };
+        let scheduler = if roles.contains(&Role::Scheduler) {
+            Some(
+                Scheduler::build(settings.clone())
+                    .await
+                    .map_err(StartError::Scheduler)?,
+            )
+        } else {
+            None
+        };
         let accepter = if all {
             Some(
                 Accepter::build(settings)
@@ -136,6 +154,7 @@ impl Sprayer {
             deliverer,
             feeder,
             events,
+            scheduler,
         })
     }
 
@@ -211,6 +230,15 @@ impl Sprayer {
                     .run_until_stopped(shutdown)
                     .await
                     .map_err(|error| failed("events".to_owned())(&error))
+            });
+        }
+        if let Some(scheduler) = self.scheduler {
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                scheduler
+                    .run_until_stopped(shutdown)
+                    .await
+                    .map_err(|error| failed("scheduler".to_owned())(&error))
             });
         }
         if let Some(accepter) = self.accepter {

@@ -177,6 +177,7 @@ pub fn event_committer(
                             messages: Vec::new(),
                             deliveries: chunk.to_vec(),
                             app_events: Vec::new(),
+                            steps: Vec::new(),
                         })
                         .map_err(AmqpError::from)
                 })

@@ -34,6 +34,7 @@ enum Declare {
     Status,
     Job(Channel),
     Events,
+    Steps,
 }
 
 /// How long a consumer gives each broker to take its connection.
@@ -84,6 +85,17 @@ impl Brokers {
         .await
     }
 
+    /// A consumer of `steps` (see `Brokers::consume`), the status path and the steps queue
+    /// declared first.
+    pub async fn consume_steps(
+        &self,
+        topology: &Topology,
+        prefetch: u16,
+    ) -> Result<Consuming, AmqpError> {
+        self.consume(topology, &topology.steps_queue(), prefetch, Declare::Steps)
+            .await
+    }
+
     /// Connects (see [`Brokers::connect`]), opens a channel with `prefetch`, declares the
     /// status path (and what `declare` adds) and starts a manual-ack
     /// consumer of `queue`. Setting up on the connection must take less than
@@ -108,6 +120,7 @@ impl Brokers {
                     topology.declare_channel(&channel, job_channel).await?;
                 }
                 Declare::Events => topology.declare_events(&channel).await?,
+                Declare::Steps => topology.declare_steps(&channel).await?,
             }
             let consumer = channel
                 .basic_consume(

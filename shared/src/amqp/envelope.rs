@@ -164,6 +164,9 @@ mod tests {
                 channels: vec![Channel::Http, Channel::Ws],
                 created_at: 1,
                 expires_at: 2,
+                send_at: None,
+                steps: Vec::new(),
+                cancel_key: None,
             })
             .collect();
         let encoded: Vec<Vec<u8>> = records

@@ -178,6 +178,7 @@ impl Publisher {
     ) -> Result<(), AmqpError> {
         let batch = crate::model::StatusBatch {
             app_events: events,
+            steps: Vec::new(),
             ..crate::model::StatusBatch::default()
         };
         self.publish(self.topology().status_message(&batch)?).await

@@ -6,6 +6,7 @@
 //! <p>jobs.<channel>.retry.<delay> (TTL) ──expired──► <p>sprayer.jobs ──<channel>──► <p>jobs.<channel>
 //! <p>sprayer.status (direct) ──status──► <p>status ──rejected──► <p>status.dead
 //!                             ──status──► <p>events ──rejected──► <p>events.dead
+//!                             ──status──► <p>steps ──rejected──► <p>steps.dead
 //! ```
 //!
 //! `events` (a copy of every status message, for the events service's feed writer) is declared
@@ -85,6 +86,17 @@ impl Topology {
     /// Where status messages that cannot be read are kept.
     pub fn status_dead_queue(&self) -> String {
         format!("{}status.dead", self.prefix)
+    }
+
+    /// The queue the scheduler's step watcher consumes: a copy of every status message, from
+    /// which it learns the outcomes of escalation steps.
+    pub fn steps_queue(&self) -> String {
+        format!("{}steps", self.prefix)
+    }
+
+    /// Where status messages the step watcher cannot read go.
+    pub fn steps_dead_queue(&self) -> String {
+        format!("{}steps.dead", self.prefix)
     }
 
     /// The queue the events service's feed writer consumes: a copy of every status message.
@@ -187,9 +199,24 @@ impl Topology {
         bind(amqp, &queue, &self.status_exchange(), STATUS_ROUTING_KEY).await
     }
 
-    /// Declares everything: the status path and every channel's queues.
-    pub async fn declare_all(&self, amqp: &lapin::Channel) -> Result<(), AmqpError> {
+    /// Declares the steps queue, bound beside the status queue. Every publisher declares it
+    /// (see [`Topology::declare_all`]), so it holds the outcomes of a planned message from its
+    /// first delivery on, even before a scheduler has started.
+    pub async fn declare_steps(&self, amqp: &lapin::Channel) -> Result<(), AmqpError> {
         self.declare_status(amqp).await?;
+        let dead = self.steps_dead_queue();
+        declare_queue(amqp, &dead, self.queue_arguments()).await?;
+        let mut arguments = self.queue_arguments();
+        self.dead_letter_to(&mut arguments, "", &dead);
+        let queue = self.steps_queue();
+        declare_queue(amqp, &queue, arguments).await?;
+        bind(amqp, &queue, &self.status_exchange(), STATUS_ROUTING_KEY).await
+    }
+
+    /// Declares everything but the events queue: the status path, the steps queue and every
+    /// channel's queues.
+    pub async fn declare_all(&self, amqp: &lapin::Channel) -> Result<(), AmqpError> {
+        self.declare_steps(amqp).await?;
         for channel in Channel::ALL {
             self.declare_channel(amqp, channel).await?;
         }

@@ -28,6 +28,17 @@ pub struct AccepterSettings {
     pub max_ttl: Duration,
     /// The channels served by a running dispatcher; others are refused at the API.
     pub channels: Vec<Channel>,
+    /// How far ahead `send_at` may be.
+    #[serde(with = "humantime_serde")]
+    pub max_schedule: Duration,
+    /// How far in the past `send_at` may be (a sender's clock running behind); such a message
+    /// goes at once.
+    #[serde(with = "humantime_serde")]
+    pub schedule_skew: Duration,
+    /// Most escalation steps in one `delivery`.
+    pub max_steps: usize,
+    /// Most named delivery policies per app.
+    pub max_policies: usize,
     /// How long a verified app key is trusted before it is looked up again.
     #[serde(with = "humantime_serde")]
     pub key_cache_ttl: Duration,
@@ -103,6 +114,10 @@ impl Default for AccepterSettings {
             default_ttl: Duration::from_secs(24 * 3600),
             max_ttl: Duration::from_secs(28 * 24 * 3600),
             channels: vec![Channel::Http],
+            max_schedule: Duration::from_secs(30 * 24 * 3600),
+            schedule_skew: Duration::from_secs(60),
+            max_steps: 8,
+            max_policies: 100,
             key_cache_ttl: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             rate_per_second: 1_000,

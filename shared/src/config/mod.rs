@@ -3,7 +3,7 @@
 //! (`SPRAYER_MONGODB_URL`, `SPRAYER_AMQP_PREFETCH`, ...). Every problem is reported at once.
 //!
 //! One module per section of the settings file ([`amqp`], [`redis`], [`mongo`], [`accepter`],
-//! [`dispatcher`], [`webhook`], [`push`], [`sms`], [`feeder`], [`events`], [`deliverer`], [`admin`],
+//! [`dispatcher`], [`webhook`], [`push`], [`sms`], [`feeder`], [`events`], [`scheduler`], [`deliverer`], [`admin`],
 //! [`telemetry`]); [`tls`] holds the TLS file names several sections share. This module depends
 //! on nothing else in the crate but [`crate::model`]: checking a setting never reads a file or
 //! opens a connection (files are loaded by [`crate::tls`] when a service starts).
@@ -25,6 +25,7 @@ pub mod feeder;
 pub mod mongo;
 pub mod push;
 pub mod redis;
+pub mod scheduler;
 pub mod sms;
 pub mod telemetry;
 pub mod tls;
@@ -40,6 +41,7 @@ pub use feeder::FeederSettings;
 pub use mongo::MongoSettings;
 pub use push::PushSettings;
 pub use redis::RedisSettings;
+pub use scheduler::SchedulerSettings;
 pub use sms::SmsSettings;
 pub use telemetry::TelemetrySettings;
 pub use tls::{TlsFiles, TlsSettings};
@@ -71,6 +73,8 @@ pub struct Settings {
     pub feeder: FeederSettings,
     /// The events service: event feeds and event endpoints.
     pub events: EventsSettings,
+    /// The scheduler: scheduled sends and escalation steps.
+    pub scheduler: SchedulerSettings,
     /// The WebSocket deliverer and its tokens.
     pub deliverer: DelivererSettings,
     /// The administration API.
@@ -299,6 +303,22 @@ impl Settings {
         check(
             self.events.retention >= Duration::from_secs(3600),
             "events.retention must be at least 1h",
+        );
+        check(
+            self.scheduler.claim_batch > 0 && self.scheduler.batch_users > 0,
+            "scheduler.claim_batch and scheduler.batch_users must be at least 1",
+        );
+        check(
+            self.scheduler.prefetch > 0,
+            "scheduler.prefetch must be at least 1",
+        );
+        check(
+            self.scheduler.claim_lease >= Duration::from_secs(5),
+            "scheduler.claim_lease must be at least 5s",
+        );
+        check(
+            (1..=16).contains(&self.accepter.max_steps),
+            "accepter.max_steps must be 1 to 16",
         );
         if self.accepter.channels.contains(&Channel::Ws) {
             use secrecy::ExposeSecret;

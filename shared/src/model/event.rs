@@ -31,6 +31,9 @@ pub enum EventType {
     /// The provider called the address gone.
     #[serde(rename = "delivery.unregistered")]
     DeliveryUnregistered,
+    /// A delivery was cancelled by the app before it was sent.
+    #[serde(rename = "delivery.cancelled")]
+    DeliveryCancelled,
     /// An attempt failed and another is scheduled.
     #[serde(rename = "delivery.retrying")]
     DeliveryRetrying,
@@ -56,7 +59,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the docs list them.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 15] = [
         EventType::MessageAccepted,
         EventType::DeliverySent,
         EventType::DeliveryDelivered,
@@ -64,6 +67,7 @@ impl EventType {
         EventType::DeliveryFailed,
         EventType::DeliveryExpired,
         EventType::DeliveryUnregistered,
+        EventType::DeliveryCancelled,
         EventType::DeliveryRetrying,
         EventType::EndpointPruned,
         EventType::UserOnline,
@@ -83,6 +87,7 @@ impl EventType {
             EventType::DeliveryFailed => "delivery.failed",
             EventType::DeliveryExpired => "delivery.expired",
             EventType::DeliveryUnregistered => "delivery.unregistered",
+            EventType::DeliveryCancelled => "delivery.cancelled",
             EventType::DeliveryRetrying => "delivery.retrying",
             EventType::EndpointPruned => "endpoint.pruned",
             EventType::UserOnline => "user.online",
@@ -110,6 +115,7 @@ impl EventType {
             DeliveryStatus::Failed => EventType::DeliveryFailed,
             DeliveryStatus::Expired => EventType::DeliveryExpired,
             DeliveryStatus::Unregistered => EventType::DeliveryUnregistered,
+            DeliveryStatus::Cancelled => EventType::DeliveryCancelled,
         })
     }
 }

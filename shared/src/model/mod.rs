@@ -6,6 +6,7 @@ mod endpoint;
 mod event;
 mod ids;
 mod job;
+mod orchestration;
 mod providers;
 mod status;
 
@@ -22,6 +23,7 @@ pub use event::{
 };
 pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, NodeId, UserId};
 pub use job::{Content, JOB_BATCH_KIND, Job, JobTarget, PendingDelivery, Priority, decode_jobs};
+pub use orchestration::{Plan, Step, StepRecord, StepState, Until, failed_for_good};
 pub use providers::{
     ApnsEnvironment, ApnsProvider, EmailProvider, FcmProvider, Providers, SmsProvider, SmtpTls,
     WebpushProvider,

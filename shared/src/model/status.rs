@@ -34,11 +34,13 @@ pub enum DeliveryStatus {
     Expired,
     /// The address is no longer valid; it was removed.
     Unregistered,
+    /// Not sent: the app cancelled it before its step began.
+    Cancelled,
 }
 
 impl DeliveryStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [DeliveryStatus; 7] = [
+    pub const ALL: [DeliveryStatus; 8] = [
         DeliveryStatus::Queued,
         DeliveryStatus::Sent,
         DeliveryStatus::Delivered,
@@ -46,6 +48,7 @@ impl DeliveryStatus {
         DeliveryStatus::Failed,
         DeliveryStatus::Expired,
         DeliveryStatus::Unregistered,
+        DeliveryStatus::Cancelled,
     ];
 
     /// The lowercase name used in the API and in MongoDB.
@@ -58,6 +61,7 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Expired => "expired",
             DeliveryStatus::Unregistered => "unregistered",
+            DeliveryStatus::Cancelled => "cancelled",
         }
     }
 
@@ -72,7 +76,10 @@ impl DeliveryStatus {
             DeliveryStatus::Sent => 2,
             DeliveryStatus::Delivered => 3,
             DeliveryStatus::Read => 4,
-            DeliveryStatus::Failed | DeliveryStatus::Expired | DeliveryStatus::Unregistered => 5,
+            DeliveryStatus::Failed
+            | DeliveryStatus::Expired
+            | DeliveryStatus::Unregistered
+            | DeliveryStatus::Cancelled => 5,
         }
     }
 
@@ -140,6 +147,15 @@ pub struct MessageRecord {
     pub created_at: i64,
     /// When it expires, in Unix milliseconds.
     pub expires_at: i64,
+    /// When it is due, for a scheduled message (Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<i64>,
+    /// Its escalation steps, for a message sent with `delivery`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<super::Step>,
+    /// The app's cancellation key, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_key: Option<String>,
 }
 
 /// One AMQP message on the status queue: many events, so feedback costs no broker round trip
@@ -156,6 +172,9 @@ pub struct StatusBatch {
     /// state): only the events service reads them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_events: Vec<super::AppEvent>,
+    /// Escalation steps that did not run for a user (skipped or cancelled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<super::StepRecord>,
 }
 
 #[cfg(test)]

@@ -185,6 +185,25 @@ async fn the_console_draws_traffic_feedback_queues_and_dead_letters_and_refuses_
         assert!(metrics.contains(line), "/metrics has no {line}");
     }
 
+    // The scheduler's timers: a message scheduled an hour ahead is pending, none overdue.
+    let (_, before) = stats(&app, &token, "").await;
+    assert_eq!(before["timers"]["overdue"], 0, "{before}");
+    let later = mongodb::bson::DateTime::from_millis(sprayer_shared::model::now_ms() + 3_600_000)
+        .try_to_rfc3339_string()
+        .expect("a time");
+    app.send_ok(
+        &json!({ "to": { "user": "later" }, "content": { "body": "later" }, "send_at": later }),
+    )
+    .await;
+    let (_, after) = stats(&app, &token, "").await;
+    assert_eq!(
+        after["timers"]["pending"].as_u64(),
+        before["timers"]["pending"]
+            .as_u64()
+            .map(|pending| pending + 1),
+        "{after}"
+    );
+
     // Refusals as problems.
     let (status, problem) = stats(&app, "wrong", "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");

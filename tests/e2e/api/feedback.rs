@@ -51,6 +51,7 @@ async fn duplicate_and_late_events_never_move_a_delivery_back_and_counts_stay_ex
             messages: vec![],
             deliveries: events,
             app_events: Vec::new(),
+            steps: Vec::new(),
         })
         .expect("json");
         let topology = publisher.topology();

@@ -120,8 +120,9 @@ async fn on_a_three_node_cluster_with_quorum_queues_a_group_message_reaches_each
                 .is_some_and(|name| name.starts_with(prefix.as_str()))
         })
         .collect();
-    // `status`, `status.dead`, and per channel the jobs, dead and retry queues.
-    let expected = 2 + Channel::ALL.len() * (2 + app.settings.amqp.retry_tiers.len());
+    // `status`, `status.dead`, `steps`, `steps.dead`, and per channel the jobs, dead and retry
+    // queues.
+    let expected = 4 + Channel::ALL.len() * (2 + app.settings.amqp.retry_tiers.len());
     assert_eq!(ours.len(), expected, "{ours:?}");
     for queue in &ours {
         assert_eq!(queue["type"], "quorum", "{queue}");

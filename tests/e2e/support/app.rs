@@ -16,11 +16,12 @@ use super::wait::wait_until;
 
 /// Every role but the events service: what most tests need (the events service reads a copy
 /// of every status message, which only the tests of events look at).
-const WITHOUT_EVENTS: [sprayer::Role; 4] = [
+const WITHOUT_EVENTS: [sprayer::Role; 5] = [
     sprayer::Role::Accepter,
     sprayer::Role::Dispatchers,
     sprayer::Role::Deliverer,
     sprayer::Role::Feeder,
+    sprayer::Role::Scheduler,
 ];
 
 /// A running Sprayer (all services) with one app created through the admin API.

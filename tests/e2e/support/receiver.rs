@@ -65,6 +65,8 @@ pub struct Hit {
     pub signature: String,
     /// The body.
     pub body: Bytes,
+    /// When it arrived (Unix ms).
+    pub received_ms: i64,
 }
 
 #[derive(Default)]
@@ -155,6 +157,7 @@ async fn receive(
         signature: header("webhook-signature"),
         path: path.clone(),
         body,
+        received_ms: sprayer_shared::model::now_ms(),
     });
     let behavior = state
         .plans

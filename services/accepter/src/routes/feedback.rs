@@ -18,6 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{PathParams, QueryParams};
 use crate::problem::{ApiError, Problem};
+use crate::routes::orchestration::StepSpec;
 use crate::state::{AppState, Caller};
 
 /// A message and how its deliveries stand.
@@ -38,6 +39,57 @@ pub struct MessageView {
     pub summary: BTreeMap<String, BTreeMap<String, u64>>,
     /// Deliveries in all.
     pub total: u64,
+    /// When it was due, for a scheduled message (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
+    /// The cancellation key it was sent with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_key: Option<String>,
+    /// Its escalation steps and how far they got, for a message sent with `delivery`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepSummary>,
+}
+
+/// One escalation step of a message, over all its recipients.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StepSummary {
+    /// The step's index.
+    pub index: usize,
+    /// The step as sent.
+    pub step: StepSpec,
+    /// Deliveries on its channels.
+    pub deliveries: u64,
+    /// Recipients it was skipped for (no endpoint on its channels).
+    pub skipped: u64,
+    /// Recipients it was cancelled for (an earlier step met its `until`, the app cancelled,
+    /// or the message expired).
+    pub cancelled: u64,
+}
+
+/// One recipient's chain: per step, its deliveries or why it did not run.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecipientView {
+    /// The recipient.
+    pub user: String,
+    /// The steps, in order (a message without `delivery` has one, over its channels).
+    pub steps: Vec<RecipientStep>,
+}
+
+/// One step for one recipient.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecipientStep {
+    /// The step's index.
+    pub index: usize,
+    /// Its channels.
+    pub channels: Vec<String>,
+    /// `ran` (it has deliveries), `skipped`, `cancelled`, or `pending` (not begun, or begun
+    /// and its feedback not in yet).
+    pub state: String,
+    /// Why it was skipped or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its deliveries to this recipient.
+    pub deliveries: Vec<DeliveryView>,
 }
 
 /// One delivery: one device of one user on one channel.
@@ -183,6 +235,11 @@ pub async fn message(
             .entry(status.to_owned())
             .or_default() += count;
     }
+    let steps = if message.steps.is_empty() {
+        Vec::new()
+    } else {
+        step_summaries(&state, &caller, &message, &summary).await?
+    };
     Ok(Json(MessageView {
         id: message.id,
         to: serde_json::to_value(&message.to).unwrap_or_default(),
@@ -191,7 +248,185 @@ pub async fn message(
         expires_at: rfc3339(message.expires),
         summary,
         total,
+        send_at: message.send_at.map(rfc3339),
+        cancel_key: message.cancel_key,
+        steps,
     }))
+}
+
+/// The steps of a message with their counts: deliveries from the summary, skipped and
+/// cancelled recipients from the step records (one aggregation).
+async fn step_summaries(
+    state: &AppState,
+    caller: &Caller,
+    message: &sprayer_shared::mongo::MessageDoc,
+    summary: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> Result<Vec<StepSummary>, ApiError> {
+    let pipeline = vec![
+        doc! { "$match": { "app": caller.app.as_str(), "message": &message.id } },
+        doc! { "$group": { "_id": { "step": "$step", "state": "$state" }, "count": { "$sum": 1 } } },
+    ];
+    let groups: Vec<Document> = state
+        .mongo
+        .database
+        .collection::<Document>("steps")
+        .aggregate(pipeline)
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?
+        .try_collect()
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?;
+    let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
+    for group in groups {
+        let key = group.get_document("_id").ok();
+        let step = key
+            .and_then(|key| key.get_i32("step").ok())
+            .map_or(-1, i64::from);
+        let kind = key
+            .and_then(|key| key.get_str("state").ok())
+            .unwrap_or_default()
+            .to_owned();
+        let count = group
+            .get_i32("count")
+            .map(i64::from)
+            .or_else(|_| group.get_i64("count"))
+            .unwrap_or(0);
+        counts.insert((step, kind), u64::try_from(count).unwrap_or(0));
+    }
+    Ok(message
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| {
+            let at = i64::try_from(index).unwrap_or(-1);
+            StepSummary {
+                index,
+                step: StepSpec::of(step),
+                deliveries: step
+                    .channels
+                    .iter()
+                    .filter_map(|channel| summary.get(channel.as_str()))
+                    .flat_map(|statuses| statuses.values())
+                    .sum(),
+                skipped: counts.get(&(at, "skipped".into())).copied().unwrap_or(0),
+                cancelled: counts.get(&(at, "cancelled".into())).copied().unwrap_or(0),
+            }
+        })
+        .collect())
+}
+
+/// One recipient's chain: each step's deliveries, or why it did not run.
+#[utoipa::path(
+    get, path = "/v1/messages/{id}/recipients/{user}", tag = "messages",
+    params(("id" = String, Path, description = "The message id"), ("user" = String, Path)),
+    responses(
+        (status = 200, body = RecipientView),
+        (status = 404, description = "No such message for this app", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("app_key" = []))
+)]
+pub async fn recipient(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParams((id, user)): PathParams<(String, String)>,
+) -> Result<Json<RecipientView>, ApiError> {
+    let user =
+        crate::routes::endpoints::checked_id::<sprayer_shared::model::UserId>("user", &user)?;
+    let message = find_message(&state, &caller, &id).await?;
+    let filter = doc! { "app": caller.app.as_str(), "message": &message.id, "user": user.as_str() };
+    let deliveries: Vec<sprayer_shared::mongo::DeliveryDoc> = state
+        .mongo
+        .deliveries
+        .find(filter.clone())
+        .sort(doc! { "_id": 1 })
+        .limit(1_000)
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?
+        .try_collect()
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?;
+    let records: Vec<Document> = state
+        .mongo
+        .database
+        .collection::<Document>("steps")
+        .find(filter)
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?
+        .try_collect()
+        .await
+        .map_err(|error| ApiError::unavailable("mongodb", &error))?;
+    let steps: Vec<Vec<String>> = if message.steps.is_empty() {
+        vec![message.channels.clone()]
+    } else {
+        message
+            .steps
+            .iter()
+            .map(|step| {
+                step.channels
+                    .iter()
+                    .map(|channel| channel.as_str().to_owned())
+                    .collect()
+            })
+            .collect()
+    };
+    let mut views: Vec<Option<DeliveryView>> = deliveries
+        .into_iter()
+        .map(|delivery| Some(delivery_view(delivery)))
+        .collect();
+    let steps = steps
+        .into_iter()
+        .enumerate()
+        .map(|(index, channels)| {
+            let deliveries: Vec<DeliveryView> = views
+                .iter_mut()
+                .filter(|view| {
+                    view.as_ref()
+                        .is_some_and(|view| channels.contains(&view.channel))
+                })
+                .filter_map(Option::take)
+                .collect();
+            let record = records.iter().find(|record| {
+                record
+                    .get_i32("step")
+                    .ok()
+                    .and_then(|step| usize::try_from(step).ok())
+                    == Some(index)
+            });
+            let (state, reason) = match record {
+                Some(record) => (
+                    record.get_str("state").unwrap_or("cancelled").to_owned(),
+                    record.get_str("reason").ok().map(str::to_owned),
+                ),
+                None if !deliveries.is_empty() => ("ran".to_owned(), None),
+                None => ("pending".to_owned(), None),
+            };
+            RecipientStep {
+                index,
+                channels,
+                state,
+                reason,
+                deliveries,
+            }
+        })
+        .collect();
+    Ok(Json(RecipientView {
+        user: user.to_string(),
+        steps,
+    }))
+}
+
+fn delivery_view(delivery: sprayer_shared::mongo::DeliveryDoc) -> DeliveryView {
+    DeliveryView {
+        id: delivery.id,
+        channel: delivery.channel,
+        user: delivery.user,
+        device: delivery.device,
+        status: delivery.status,
+        attempts: delivery.attempts,
+        error: delivery.error,
+        updated_at: rfc3339(delivery.updated),
+    }
 }
 
 /// A message's deliveries, filtered and paged.
@@ -258,16 +493,7 @@ pub async fn deliveries(
     let items: Vec<DeliveryView> = found
         .into_iter()
         .take(limit as usize)
-        .map(|delivery| DeliveryView {
-            id: delivery.id,
-            channel: delivery.channel,
-            user: delivery.user,
-            device: delivery.device,
-            status: delivery.status,
-            attempts: delivery.attempts,
-            error: delivery.error,
-            updated_at: rfc3339(delivery.updated),
-        })
+        .map(delivery_view)
         .collect();
     let next_cursor = more
         .then(|| {

@@ -13,15 +13,19 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sprayer_shared::config::AccepterSettings;
 use sprayer_shared::model::{
-    AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Priority, UserId,
-    now_ms,
+    AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Plan, Priority,
+    Step, Until, UserId, now_ms,
 };
 use sprayer_shared::redis::idempotency_key;
+use sprayer_shared::schedule;
 use utoipa::ToSchema;
 
 use crate::extract::JsonBody;
 use crate::problem::{ApiError, Problem};
 use crate::routes::endpoints::{checked_id, checked_users};
+use crate::routes::orchestration::{
+    DeliverySpec, check_waits_fit, checked_cancel_key, checked_steps, keys, policy_steps,
+};
 use crate::state::{AppState, Caller};
 
 /// Who a message is for: exactly one of `user`, `users` or `group`.
@@ -60,6 +64,16 @@ pub struct SendMessage {
     /// Delivery priority.
     #[serde(default)]
     pub priority: Option<Priority>,
+    /// Escalation steps, or a named policy holding them (instead of `channels`).
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+    /// When to send (RFC 3339), up to `accepter.max_schedule` ahead; the TTL counts from it.
+    #[serde(default)]
+    pub send_at: Option<String>,
+    /// A key of the app's choosing (an order id, say) to cancel this message by, with
+    /// `POST /v1/cancellations`.
+    #[serde(default)]
+    pub cancel_key: Option<String>,
 }
 
 /// The answer to an accepted message.
@@ -80,19 +94,67 @@ struct Checked {
     overrides: serde_json::Map<String, serde_json::Value>,
     ttl: Duration,
     priority: Priority,
+    /// Escalation steps (from `delivery`), if given.
+    steps: Option<Vec<Step>>,
+    /// When it is due (Unix ms), if scheduled.
+    send_at: Option<i64>,
+    cancel_key: Option<String>,
+}
+
+impl Checked {
+    /// Whether the scheduler runs the message (steps or `send_at`), rather than the accepter
+    /// publishing its jobs now.
+    fn planned(&self) -> bool {
+        self.steps.is_some() || self.send_at.is_some()
+    }
 }
 
 /// Runs the checks of `POST /v1/messages` on a decoded body, as the route does with the
 /// accepter's settings; for tests and fuzzing, which have no [`AppState`].
 #[doc(hidden)]
 pub fn validate(request: SendMessage, limits: &AccepterSettings) -> Result<(), ApiError> {
-    check(request, limits, limits.max_users).map(drop)
+    check(request, limits, limits.max_users, None).map(drop)
+}
+
+/// `send_at` checked: RFC 3339, not before now less `accepter.schedule_skew`, not after now
+/// plus `accepter.max_schedule`. A time within the skew in the past is now.
+fn checked_send_at(text: &str, limits: &AccepterSettings) -> Result<i64, ApiError> {
+    let at = mongodb::bson::DateTime::parse_rfc3339_str(text).map_err(|error| {
+        ApiError::validation(
+            "/send_at",
+            format!("not an RFC 3339 time such as 2026-12-24T18:00:00Z: {error}"),
+        )
+    })?;
+    let at = at.timestamp_millis();
+    let now = now_ms();
+    let skew = i64::try_from(limits.schedule_skew.as_millis()).unwrap_or(0);
+    let ahead = i64::try_from(limits.max_schedule.as_millis()).unwrap_or(i64::MAX / 2);
+    if at < now - skew {
+        return Err(ApiError::validation(
+            "/send_at",
+            format!(
+                "is in the past (more than {} ago)",
+                humantime::format_duration(limits.schedule_skew)
+            ),
+        ));
+    }
+    if at > now + ahead {
+        return Err(ApiError::validation(
+            "/send_at",
+            format!(
+                "is more than {} ahead (accepter.max_schedule)",
+                humantime::format_duration(limits.max_schedule)
+            ),
+        ));
+    }
+    Ok(at.max(now))
 }
 
 fn check(
     request: SendMessage,
     limits: &AccepterSettings,
     max_users: usize,
+    policy: Option<Vec<Step>>,
 ) -> Result<Checked, ApiError> {
     let Recipients { user, users, group } = request.to;
     let target = match (user, users, group) {
@@ -124,7 +186,67 @@ fn check(
         _ => serde_json::Value::Null,
     };
 
+    let steps = match (&request.delivery, &request.channels) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "/channels",
+                "give channels or delivery, not both: the steps name their channels",
+            ));
+        }
+        (
+            Some(DeliverySpec {
+                steps: Some(steps),
+                policy: None,
+            }),
+            None,
+        ) => Some(checked_steps(steps, limits, "/delivery/steps")?),
+        (
+            Some(DeliverySpec {
+                steps: None,
+                policy: Some(name),
+            }),
+            None,
+        ) => match policy {
+            Some(steps) => {
+                // The policy was checked when stored; the installation may serve less since.
+                let gone = steps.iter().enumerate().find_map(|(index, step)| {
+                    let channel = step
+                        .channels
+                        .iter()
+                        .find(|channel| !limits.channels.contains(channel))?;
+                    Some((index, *channel))
+                });
+                if let Some((index, channel)) = gone {
+                    return Err(ApiError::validation(
+                        "/delivery/policy",
+                        format!(
+                            "policy {name:?} sends over {channel} in step {index}, which this installation does not serve now"
+                        ),
+                    ));
+                }
+                Some(steps)
+            }
+            None => {
+                return Err(ApiError::validation(
+                    "/delivery/policy",
+                    format!("no policy named {name:?}; store it with PUT /v1/policies/{{name}}"),
+                ));
+            }
+        },
+        (Some(_), None) => {
+            return Err(ApiError::validation(
+                "/delivery",
+                "give exactly one of steps or policy",
+            ));
+        }
+    };
     let channels = match request.channels {
+        None if steps.is_some() => steps
+            .iter()
+            .flatten()
+            .flat_map(|step| step.channels.iter().copied())
+            .collect(),
         None => limits.channels.clone(),
         Some(names) if names.is_empty() => {
             return Err(ApiError::validation(
@@ -195,7 +317,32 @@ fn check(
         }
         Some(seconds) => Duration::from_secs(seconds),
     };
+    if let Some(steps) = &steps {
+        let field = if request
+            .delivery
+            .as_ref()
+            .is_some_and(|spec| spec.policy.is_some())
+        {
+            "/delivery/policy/steps"
+        } else {
+            "/delivery/steps"
+        };
+        check_waits_fit(steps, ttl, field)?;
+    }
+    let send_at = request
+        .send_at
+        .as_deref()
+        .map(|text| checked_send_at(text, limits))
+        .transpose()?;
+    let cancel_key = request
+        .cancel_key
+        .as_deref()
+        .map(|key| checked_cancel_key("/cancel_key", key))
+        .transpose()?;
     Ok(Checked {
+        steps,
+        send_at,
+        cancel_key,
         target,
         to,
         channels,
@@ -300,12 +447,42 @@ struct Encoded {
     record: Vec<u8>,
 }
 
-/// The jobs and the message record.
-fn outgoing(app: &AppId, id: &MessageId, checked: Checked) -> Result<Encoded, ApiError> {
+/// The jobs (none for a planned message: the scheduler publishes them), the message record,
+/// and the plan of a planned message.
+fn outgoing(
+    app: &AppId,
+    id: &MessageId,
+    checked: Checked,
+) -> Result<(Encoded, Option<Plan>), ApiError> {
     let created_at = now_ms();
-    let expires_at = created_at + i64::try_from(checked.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let starts_at = checked.send_at.unwrap_or(created_at);
+    let expires_at = starts_at + i64::try_from(checked.ttl.as_millis()).unwrap_or(i64::MAX / 2);
+    let planned = checked.planned();
+    let plan = planned.then(|| Plan {
+        id: id.clone(),
+        app: app.clone(),
+        target: checked.target.clone(),
+        content: checked.content.clone(),
+        overrides: checked
+            .overrides
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect(),
+        priority: checked.priority,
+        created_at,
+        send_at: starts_at,
+        expires_at,
+        steps: checked.steps.clone().unwrap_or_else(|| {
+            vec![Step {
+                channels: checked.channels.clone(),
+                wait_ms: None,
+                until: Until::default(),
+            }]
+        }),
+        cancel_key: checked.cancel_key.clone(),
+    });
     let mut jobs = Vec::with_capacity(checked.channels.len());
-    for channel in &checked.channels {
+    for channel in checked.channels.iter().filter(|_| !planned) {
         let job = Job {
             message_id: id.clone(),
             app: app.clone(),
@@ -327,14 +504,56 @@ fn outgoing(app: &AppId, id: &MessageId, checked: Checked) -> Result<Encoded, Ap
         channels: checked.channels,
         created_at,
         expires_at,
+        send_at: checked.send_at,
+        steps: checked.steps.unwrap_or_default(),
+        cancel_key: checked.cancel_key,
     };
     let record = serde_json::to_vec(&record).map_err(|error| encode_error(&error))?;
-    Ok(Encoded { jobs, record })
+    Ok((Encoded { jobs, record }, plan))
 }
 
 /// Jobs and batches always serialize; this error arm is defensive.
 fn encode_error(error: &serde_json::Error) -> ApiError {
     ApiError::validation("/", format!("cannot encode the message: {error}"))
+}
+
+/// Lets a retry with the same idempotency key in after a failed accept.
+async fn release_key(state: &AppState, key: Option<&str>) {
+    let Some(key) = key else { return };
+    let mut redis = state.redis.clone();
+    let released: redis::RedisResult<()> = redis.del(key).await;
+    if let Err(error) = released {
+        tracing::warn!(%error, "cannot release an idempotency key; it expires on its own");
+    }
+}
+
+/// Stores a planned message's plan and start timer, and indexes a cancellation key.
+async fn plan_and_index(
+    state: &AppState,
+    app: &AppId,
+    id: &MessageId,
+    plan: Option<&Plan>,
+    cancel_key: Option<String>,
+) -> Result<(), ApiError> {
+    let mut redis = state.redis.clone();
+    let stored = match plan {
+        Some(plan) => {
+            let stored = schedule::plan(&mut redis, &keys(state), plan).await;
+            if stored.is_ok() {
+                metrics::counter!("sprayer_messages_planned_total").increment(1);
+            }
+            stored.map(drop)
+        }
+        None => match cancel_key {
+            Some(cancel_key) => {
+                let expire_at = now_ms()
+                    + i64::try_from(state.settings.accepter.max_ttl.as_millis()).unwrap_or(0);
+                schedule::index_cancel_key(&mut redis, app, &cancel_key, id, expire_at).await
+            }
+            None => Ok(()),
+        },
+    };
+    stored.map_err(|error| ApiError::unavailable("redis", &error))
 }
 
 /// Send a message.
@@ -364,7 +583,16 @@ pub async fn send(
     let idempotency = idempotency_header(&headers)?;
     let accepter = &state.settings.accepter;
     let max_users = accepter.limits(caller.app.as_str()).max_users;
-    let checked = check(body.value, accepter, max_users)?;
+    let policy = match body
+        .value
+        .delivery
+        .as_ref()
+        .and_then(|spec| spec.policy.as_ref())
+    {
+        Some(name) => policy_steps(&state, &caller.app, name).await?,
+        None => None,
+    };
+    let checked = check(body.value, accepter, max_users, policy)?;
     let id = MessageId::generate();
     let fingerprint = hex::encode(&Sha256::digest(&body.raw)[..16]);
     let idem_key = idempotency.map(|key| idempotency_key(&caller.app, &key));
@@ -393,20 +621,39 @@ pub async fn send(
         }
     }
     let channels = checked.channels.clone();
-    let Encoded { jobs, record } = outgoing(&caller.app, &id, checked)?;
+    let cancel_key = checked.cancel_key.clone();
+    let (Encoded { jobs, record }, plan) = outgoing(&caller.app, &id, checked)?;
+    // A planned message is stored with its start timer before its record is published: the
+    // scheduler sends it, and the record says it was accepted.
+    if let Err(error) = plan_and_index(&state, &caller.app, &id, plan.as_ref(), cancel_key).await {
+        release_key(&state, idem_key.as_deref()).await;
+        return Err(error);
+    }
     let jobs = jobs
         .into_iter()
         .map(|(channel, job)| state.commits.job(channel, job));
     let published = tokio::try_join!(try_join_all(jobs), state.commits.record(record));
     if let Err(error) = published {
-        if let Some(key) = &idem_key {
-            let mut redis = state.redis.clone();
-            let released: redis::RedisResult<()> = redis.del(key).await;
-            if let Err(error) = released {
-                tracing::warn!(%error, "cannot release an idempotency key; it expires on its own");
+        // A planned message whose record did not go out is taken back, unless the scheduler
+        // has begun it: then it is sent, and the answer says it was accepted.
+        let begun = match &plan {
+            Some(plan) => {
+                let mut redis = state.redis.clone();
+                match schedule::retract(&mut redis, &keys(&state), plan).await {
+                    Ok(taken) => !taken,
+                    Err(redis_error) => {
+                        tracing::warn!(error = %redis_error, message = %id, "cannot take back a planned message whose record did not go out; the scheduler sends it");
+                        true
+                    }
+                }
             }
+            None => false,
+        };
+        if !begun {
+            release_key(&state, idem_key.as_deref()).await;
+            return Err(ApiError::unavailable("rabbitmq", &error));
         }
-        return Err(ApiError::unavailable("rabbitmq", &error));
+        tracing::warn!(%error, message = %id, "a planned message's record did not go out; the scheduler had begun it, so it is sent");
     }
     if let Some(key) = &idem_key {
         let mut redis = state.redis.clone();

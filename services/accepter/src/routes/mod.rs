@@ -7,6 +7,7 @@ pub mod events;
 pub mod feedback;
 pub mod groups;
 pub mod messages;
+pub mod orchestration;
 pub mod presence;
 pub mod stats;
 pub mod ws_token;
@@ -26,11 +27,13 @@ use crate::state::AppState;
 #[openapi(
     info(title = "Sprayer", description = "Send a message once; Sprayer delivers it over every channel the recipients registered."),
     paths(
-        messages::send, feedback::message, feedback::deliveries,
+        messages::send, feedback::message, feedback::deliveries, feedback::recipient,
         endpoints::put, endpoints::add, endpoints::delete, endpoints::list, ws_token::mint,
         groups::put, groups::add, groups::delete, groups::list,
         events::create, events::list, events::read, events::change, events::delete,
         events::rotate_secret, events::test, events::replay, events::feed, presence::read,
+        orchestration::cancel_message, orchestration::cancel_by_key, orchestration::put_policy,
+        orchestration::get_policy, orchestration::list_policies, orchestration::delete_policy,
     ),
     components(schemas(
         sprayer_shared::model::EventEnvelope, sprayer_shared::model::EventType,
@@ -40,7 +43,7 @@ use crate::state::AppState;
         sprayer_shared::model::EndpointDisabledData,
     )),
     modifiers(&Security),
-    tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "events"))
+    tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "events"), (name = "policies"))
 )]
 pub struct ApiDoc;
 
@@ -73,8 +76,23 @@ impl utoipa::Modify for Security {
 pub fn api() -> Router<AppState> {
     Router::new()
         .route("/v1/messages", post(messages::send))
-        .route("/v1/messages/{id}", get(feedback::message))
+        .route(
+            "/v1/messages/{id}",
+            get(feedback::message).delete(orchestration::cancel_message),
+        )
+        .route("/v1/cancellations", post(orchestration::cancel_by_key))
+        .route("/v1/policies", get(orchestration::list_policies))
+        .route(
+            "/v1/policies/{name}",
+            get(orchestration::get_policy)
+                .put(orchestration::put_policy)
+                .delete(orchestration::delete_policy),
+        )
         .route("/v1/messages/{id}/deliveries", get(feedback::deliveries))
+        .route(
+            "/v1/messages/{id}/recipients/{user}",
+            get(feedback::recipient),
+        )
         .route("/v1/endpoints", post(endpoints::add))
         .route("/v1/users/{user}/endpoints", get(endpoints::list))
         .route(

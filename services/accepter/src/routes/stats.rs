@@ -96,6 +96,37 @@ pub struct StatsView {
     pub dead_letters: Vec<QueueView>,
     /// Every app's event endpoints with their state, the ones in trouble first.
     pub event_endpoints: Vec<EventEndpointState>,
+    /// The scheduler's timers.
+    pub timers: TimerStats,
+}
+
+/// The scheduler's timers: scheduled sends, step deadlines, steps about to start.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TimerStats {
+    /// Timers not yet fired (claimed ones among them).
+    pub pending: u64,
+    /// Timers due over a second ago and not claimed: firing is behind, or no scheduler runs.
+    pub overdue: u64,
+}
+
+/// Counts the timers of every shard in one round trip.
+async fn timer_stats(state: &AppState) -> Result<TimerStats, ApiError> {
+    let keys = sprayer_shared::schedule::Keys::new(&state.settings.amqp.prefix);
+    let late = sprayer_shared::model::now_ms() - 1_000;
+    let mut pipe = redis::pipe();
+    for shard in 0..sprayer_shared::schedule::SHARDS {
+        pipe.zcard(keys.timers(shard));
+        pipe.zcount(keys.timers(shard), "-inf", late);
+    }
+    let mut redis = state.redis.clone();
+    let counts: Vec<u64> = pipe
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    Ok(TimerStats {
+        pending: counts.iter().step_by(2).sum(),
+        overdue: counts.iter().skip(1).step_by(2).sum(),
+    })
 }
 
 /// One event endpoint as the console shows it.
@@ -199,6 +230,7 @@ pub async fn stats(
     apps.sort_by(|a, b| activity(b).cmp(&activity(a)).then_with(|| a.id.cmp(&b.id)));
 
     let event_endpoints = event_endpoints(&state).await?;
+    let timers = timer_stats(&state).await?;
     let polled = state.queues.snapshot();
     let view = |(queue, depth): &(String, QueueDepth)| QueueView {
         queue: queue.clone(),
@@ -220,6 +252,7 @@ pub async fn stats(
             .map(view)
             .collect(),
         event_endpoints,
+        timers,
     }))
 }
 

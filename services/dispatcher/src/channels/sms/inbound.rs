@@ -310,6 +310,7 @@ impl BindListener {
         );
         let batch = StatusBatch {
             app_events: vec![event],
+            steps: Vec::new(),
             ..StatusBatch::default()
         };
         let published = self.publish(&batch, "an inbound SMS").await;
