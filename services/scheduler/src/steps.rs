@@ -360,7 +360,7 @@ impl Stepper {
         let now = now_ms();
         let mut live = Vec::with_capacity(runs.len());
         for run in runs {
-            if run.users.is_empty() || run.step >= run.plan.steps.len() {
+            if run.step >= run.plan.steps.len() {
                 outbox.ack(&run.plan, run.timer);
             } else if now >= run.plan.expires_at {
                 outbox.records.extend(records(
@@ -514,7 +514,8 @@ impl Stepper {
                 let job = serde_json::to_vec(&plan.job(channel, users))?;
                 outbox.jobs.entry(channel).or_default().push(job);
             }
-            if !going.is_empty() {
+            // The last step has no deadline, and nothing follows its deliveries' failure.
+            if !going.is_empty() && has_next {
                 arms.push((
                     run.plan.clone(),
                     run.step,

@@ -196,9 +196,7 @@ async fn apply(stepper: &Stepper, batch: &StatusBatch) -> Result<(), StepError> 
     stepper.publish_and_ack(&mut redis, outbox).await
 }
 
-/// A batch name no other outcome call uses.
+/// A batch name no other outcome call uses, on any replica: 64 random bits.
 fn rand_batch() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let counter = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    (u64::try_from(now_ms()).unwrap_or(0) << 20) ^ counter ^ (u64::from(std::process::id()) << 44)
+    rand::random()
 }

@@ -39,7 +39,7 @@ impl Default for SchedulerSettings {
             ops_tls: None,
             poll: Duration::from_millis(100),
             claim_lease: Duration::from_secs(30),
-            claim_batch: 256,
+            claim_batch: 1_000,
             batch_users: 1_000,
             prefetch: 32,
         }

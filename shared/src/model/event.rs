@@ -372,6 +372,7 @@ mod tests {
         let delivery = TypeFilter::parse(&["delivery.*"]).expect("a prefix");
         assert!(delivery.matches(EventType::DeliveryFailed));
         assert!(delivery.matches(EventType::DeliveryRetrying));
+        assert!(delivery.matches(EventType::DeliveryCancelled));
         assert!(!delivery.matches(EventType::MessageAccepted));
         let everything = TypeFilter::parse::<&str>(&[]).expect("empty");
         assert!(everything.is_everything());
@@ -379,6 +380,29 @@ mod tests {
         assert_eq!(TypeFilter::parse(&["*"]).expect("star"), everything);
         let two = TypeFilter::parse(&["inbound.sms", "user.*"]).expect("two");
         assert_eq!(two.names(), ["inbound.sms", "user.online", "user.offline"]);
+    }
+
+    #[test]
+    fn a_cancelled_delivery_makes_a_delivery_cancelled_event() {
+        let event = DeliveryEvent {
+            app: AppId::parse("shop").expect("app"),
+            message: crate::model::MessageId::generate(),
+            channel: crate::model::Channel::Http,
+            user: crate::model::UserId::parse("ann").expect("user"),
+            device: crate::model::DeviceId::parse("d1").expect("device"),
+            status: DeliveryStatus::Cancelled,
+            attempt: 0,
+            error: Some("cancelled by the app".into()),
+            at: 1,
+        };
+        assert_eq!(
+            EventType::of_delivery(&event),
+            Some(EventType::DeliveryCancelled)
+        );
+        assert_eq!(
+            EventType::parse("delivery.cancelled"),
+            Some(EventType::DeliveryCancelled)
+        );
     }
 
     #[test]

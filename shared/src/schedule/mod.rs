@@ -219,6 +219,10 @@ pub async fn plan(
     })?;
     let message = keys.message(&plan.id);
     let expire_at = keys_expire_at(plan);
+    // The key first: a message is never planned without the key that cancels it.
+    if let Some(cancel_key) = &plan.cancel_key {
+        index_cancel_key(redis, &plan.app, cancel_key, &plan.id, expire_at).await?;
+    }
     let added: i64 = scripts::ACCEPT
         .key(&message.plan)
         .key(&message.state)
@@ -232,9 +236,6 @@ pub async fn plan(
         .arg(expire_at)
         .invoke_async(redis)
         .await?;
-    if let Some(cancel_key) = &plan.cancel_key {
-        index_cancel_key(redis, &plan.app, cancel_key, &plan.id, expire_at).await?;
-    }
     Ok(added == 1)
 }
 

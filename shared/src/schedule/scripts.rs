@@ -114,6 +114,7 @@ for k = 3, #ARGV do
 end
 if started > 0 then redis.call('HINCRBY', KEYS[1], 'started:' .. step, started) end
 redis.call('HDEL', KEYS[1], 'scheduled')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 redis.call('PEXPIREAT', KEYS[2], ARGV[2])
 return out
 ",
@@ -238,10 +239,12 @@ return {{list(stopped), list(moved), list(ended)}}
 });
 
 /// Cancels a message, or some of its users. KEYS: plan, state, users, cancelled users, timers,
-/// mine. ARGV: now, expiry, then the users (none: everyone). Users whose chain was running
-/// stop now; users not begun are stopped when their step comes up. When everyone is
-/// cancelled, the message's timers are made due now, so that its feedback says `cancelled`
-/// at once (a timer another replica holds may then run twice: both runs only cancel). Returns `[found, scheduled, started per step
+/// mine. ARGV: now, expiry, then the users (none: everyone). The users named whose chain was
+/// running stop now (and are returned); users not begun are stopped when their step comes up.
+/// When everyone is cancelled, the message is marked so and its timers are made due now: each
+/// running chain stops as its deadline fires (at once), each user not begun as its step comes
+/// up, so a cancellation costs the same for a group of a million as for one user (a timer
+/// another replica holds may then run twice: both runs only cancel). Returns `[found, scheduled, started per step
 /// (JSON object), stopped (JSON list of user, step reached, state letter), pending timers]`.
 pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -265,8 +268,7 @@ if #ARGV > 2 then
   redis.call('PEXPIREAT', KEYS[4], ARGV[2])
 else
   redis.call('HSET', KEYS[2], 'cancelled', '1')
-  local all = redis.call('HGETALL', KEYS[3])
-  for k = 1, #all, 2 do stop(all[k], all[k + 1]) end
+  redis.call('PEXPIREAT', KEYS[2], ARGV[2])
 end
 local pending = redis.call('SMEMBERS', KEYS[6])
 if #ARGV == 2 then

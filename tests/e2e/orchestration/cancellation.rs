@@ -137,3 +137,50 @@ async fn a_cancel_key_spares_one_user_of_a_group_and_a_sent_message_says_so() {
     .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_a_running_chain_stops_its_next_step_at_once() {
+    let app = TestApp::spawn_with(crate::support::stack::serve_ws).await;
+    let receiver = Receiver::start().await;
+    register_users(
+        &app,
+        &receiver,
+        &crate::support::receiver::webhook_secret(),
+        1,
+    )
+    .await;
+    app.ws_token("u0").await;
+    let id = app
+        .send_ok(&json!({
+            "to": { "user": "u0" },
+            "content": { "body": "escalating" },
+            "delivery": { "steps": [
+                { "channels": ["ws"], "wait": "3s", "until": "acked" },
+                { "channels": ["http"] },
+            ] },
+        }))
+        .await;
+    app.wait_for_status(&id, "ws", "queued", 1, Duration::from_secs(20))
+        .await;
+    let (status, answer) = call(&app, Method::DELETE, &format!("/v1/messages/{id}"), None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (
+            answer["cancelled"].as_bool(),
+            answer["already_sent"].as_bool(),
+            answer["steps"][0]["started"].as_u64()
+        ),
+        (Some(true), Some(true), Some(1)),
+        "{answer}"
+    );
+    // The webhook step is recorded cancelled at once, not after the wait, and never sent.
+    let chain = wait_until(Duration::from_secs(2), || async {
+        let (_, chain) = app.get(&format!("/v1/messages/{id}/recipients/u0")).await;
+        (chain["steps"][1]["state"] == "cancelled").then_some(chain)
+    })
+    .await
+    .expect("the next step is cancelled at once");
+    assert_eq!(chain["steps"][1]["reason"], "cancelled by the app");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(receiver.hits().is_empty(), "the webhook step never ran");
+}

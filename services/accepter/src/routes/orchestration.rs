@@ -396,7 +396,9 @@ pub struct CancelView {
     pub already_sent: bool,
     /// Per step: how many users it had begun for (it was sent to them).
     pub steps: Vec<StepProgress>,
-    /// Users whose running chain stopped now (their later steps are cancelled).
+    /// Of the users named in a cancellation, those whose running chain stopped now (their
+    /// later steps are cancelled). A cancellation of everyone answers 0: each running chain
+    /// stops as its step's deadline comes up, which the cancellation makes due at once.
     pub stopped_users: u64,
 }
 
