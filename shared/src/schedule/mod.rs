@@ -49,7 +49,8 @@ pub struct Keys {
 pub struct MessageKeys {
     /// STRING: the [`Plan`] as JSON.
     pub plan: String,
-    /// HASH: `scheduled` (until the first step begins), `cancelled`, `started:<step>` counts.
+    /// HASH: `cancelled`, `started:<step>` counts (created when the message begins or is
+    /// cancelled).
     pub state: String,
     /// HASH: user → chain state (see [`scripts`]).
     pub users: String,
@@ -393,7 +394,8 @@ pub async fn cancel(
         .key(&message_keys.timers)
         .key(&message_keys.mine)
         .arg(now_ms())
-        .arg(expire_at);
+        .arg(expire_at)
+        .arg(Timer::Start(message.clone()).to_string());
     for user in users.unwrap_or_default() {
         invocation.arg(user.as_str());
     }

@@ -15,14 +15,15 @@ const ADD_TIMER: &str = r"
 local function add_timer(timers, items, mine, fired, id, due, payload, expire_at)
   if redis.call('SISMEMBER', fired, id) == 1 then return 0 end
   redis.call('ZADD', timers, 'NX', due, id)
-  redis.call('HSETNX', items, id, payload)
+  if payload ~= '' then redis.call('HSETNX', items, id, payload) end
   redis.call('SADD', mine, id)
   redis.call('PEXPIREAT', mine, expire_at)
   return 1
 end
 ";
 
-/// Accepts a message. KEYS: plan, state, timers, items, mine (the message's timers), fired.
+/// Accepts a message. KEYS: plan, state (unused until the message begins), timers, items, mine
+/// (the message's timers), fired.
 /// ARGV: plan JSON, start timer id, due, keys' expiry (Unix ms). Returns 0 if the message was
 /// planned already.
 pub static ACCEPT: LazyLock<Script> = LazyLock::new(|| {
@@ -30,8 +31,6 @@ pub static ACCEPT: LazyLock<Script> = LazyLock::new(|| {
         r"{ADD_TIMER}
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') == false then return 0 end
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-redis.call('HSET', KEYS[2], 'scheduled', '1')
-redis.call('PEXPIREAT', KEYS[2], ARGV[4])
 add_timer(KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[2], ARGV[3], '', ARGV[4])
 return 1
 "
@@ -113,7 +112,6 @@ for k = 3, #ARGV do
   out[#out + 1] = code
 end
 if started > 0 then redis.call('HINCRBY', KEYS[1], 'started:' .. step, started) end
-redis.call('HDEL', KEYS[1], 'scheduled')
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 redis.call('PEXPIREAT', KEYS[2], ARGV[2])
 return out
@@ -239,7 +237,8 @@ return {{list(stopped), list(moved), list(ended)}}
 });
 
 /// Cancels a message, or some of its users. KEYS: plan, state, users, cancelled users, timers,
-/// mine. ARGV: now, expiry, then the users (none: everyone). The users named whose chain was
+/// mine. ARGV: now, expiry, the start timer's id, then the users (none: everyone). The users
+/// named whose chain was
 /// running stop now (and are returned); users not begun are stopped when their step comes up.
 /// When everyone is cancelled, the message is marked so and its timers are made due now: each
 /// running chain stops as its deadline fires (at once), each user not begun as its step comes
@@ -260,8 +259,8 @@ local function stop(user, s)
     stopped[#stopped + 1] = kind
   end
 end
-if #ARGV > 2 then
-  for k = 3, #ARGV do
+if #ARGV > 3 then
+  for k = 4, #ARGV do
     redis.call('SADD', KEYS[4], ARGV[k])
     stop(ARGV[k], redis.call('HGET', KEYS[3], ARGV[k]))
   end
@@ -271,7 +270,7 @@ else
   redis.call('PEXPIREAT', KEYS[2], ARGV[2])
 end
 local pending = redis.call('SMEMBERS', KEYS[6])
-if #ARGV == 2 then
+if #ARGV == 3 then
   for _, id in ipairs(pending) do
     redis.call('ZADD', KEYS[5], 'XX', 'LT', ARGV[1], id)
   end
@@ -282,7 +281,7 @@ for k = 1, #state, 2 do
   local name = state[k]
   if string.sub(name, 1, 8) == 'started:' then started[string.sub(name, 9)] = tonumber(state[k + 1]) end
 end
-local scheduled = redis.call('HEXISTS', KEYS[2], 'scheduled')
+local scheduled = redis.call('SISMEMBER', KEYS[6], ARGV[3])
 local encoded = '{}'
 if next(started) ~= nil then encoded = cjson.encode(started) end
 local list = '[]'
