@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use sprayer_shared::model::now_ms;
 use sprayer_shared::schedule::{SHARDS, scripts};
 use tokio_util::sync::CancellationToken;
@@ -14,28 +13,40 @@ use crate::steps::{Claimed, Stepper};
 /// How often the pending timers are counted for `sprayer_scheduler_timers_pending`.
 const COUNT_EVERY: Duration = Duration::from_secs(10);
 
-/// Claims and fires timers until `shutdown`.
+/// Claims and fires timers until `shutdown`: one loop per shard, so a shard waiting on its
+/// broker confirms holds no other back.
 pub async fn run(stepper: Arc<Stepper>, shutdown: CancellationToken) {
-    let settings = stepper.settings.scheduler.clone();
-    let mut counted = tokio::time::Instant::now() - COUNT_EVERY;
-    loop {
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let rounds = join_all((0..SHARDS).map(|shard| round(&stepper, shard))).await;
-        let busy = rounds.iter().any(|fired| *fired);
-        if counted.elapsed() >= COUNT_EVERY {
-            counted = tokio::time::Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for shard in 0..SHARDS {
+        let stepper = stepper.clone();
+        let shutdown = shutdown.clone();
+        loops.spawn(async move { shard_loop(&stepper, shard, &shutdown).await });
+    }
+    let counting = async {
+        loop {
             count_pending(&stepper).await;
-        }
-        if !busy {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(settings.poll) => {}
+                () = tokio::time::sleep(COUNT_EVERY) => {}
+            }
+        }
+    };
+    tokio::join!(counting, async {
+        while loops.join_next().await.is_some() {}
+    });
+    tracing::info!("scheduler timers stopped");
+}
+
+async fn shard_loop(stepper: &Stepper, shard: u16, shutdown: &CancellationToken) {
+    let poll = stepper.settings.scheduler.poll;
+    while !shutdown.is_cancelled() {
+        if !round(stepper, shard).await {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(poll) => {}
             }
         }
     }
-    tracing::info!("scheduler timers stopped");
 }
 
 /// Claims what is due in `shard` and does it; whether anything was due.
