@@ -146,6 +146,23 @@ pub async fn timers(count: usize) -> anyhow::Result<Value> {
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Where a round's time went: the scheduler's seconds per stage, summed over its rounds.
+    let mut stages = serde_json::Map::new();
+    for stage in [
+        "claim",
+        "plans",
+        "begin",
+        "endpoints",
+        "arm",
+        "publish",
+        "ack",
+    ] {
+        let name = format!("sprayer_scheduler_stage_seconds_sum{{stage=\"{stage}\"}}");
+        stages.insert(
+            format!("stage_{stage}_s"),
+            json!(platform.api_metric(&name).await),
+        );
+    }
     let (delivered, last_webhook_ms) = {
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
         (seen.users.len(), seen.last_ms)
@@ -158,7 +175,7 @@ pub async fn timers(count: usize) -> anyhow::Result<Value> {
         }
         _ => None,
     };
-    Ok(json!({
+    let mut figures = json!({
         "messages": count,
         "accepted": accepted,
         "accepted_before_due": all_before_due,
@@ -171,7 +188,11 @@ pub async fn timers(count: usize) -> anyhow::Result<Value> {
         "redis_mib_per_100k_pending": (memory_pending.saturating_sub(memory_before)) as f64 / 1_048_576.0 * 100_000.0 / count.max(1) as f64,
         "goal_last_fired_s": 5.0,
         "met": fired_lag.is_some_and(|lag| lag <= 5.0) && last >= accepted as f64,
-    }))
+    });
+    if let Some(object) = figures.as_object_mut() {
+        object.extend(stages);
+    }
+    Ok(figures)
 }
 
 /// Scenario `escalation` with `members` group members, half of them acking.

@@ -10,6 +10,9 @@ use tokio_util::sync::CancellationToken;
 use crate::plans::Plans;
 use crate::steps::Stepper;
 
+/// Redis connections the timer shards share (beside the one of the watcher and readiness).
+const SHARD_CONNECTIONS: usize = 4;
+
 /// Why the scheduler could not start.
 pub type StartError = sprayer_shared::StartError;
 
@@ -24,6 +27,10 @@ impl Scheduler {
     /// Connects to Redis; the broker is reached when the work starts.
     pub async fn build(settings: Settings) -> Result<Scheduler, StartError> {
         let redis = sprayer_shared::redis::connect(&settings.redis).await?;
+        let mut shard_connections = Vec::with_capacity(SHARD_CONNECTIONS);
+        for _ in 0..SHARD_CONNECTIONS {
+            shard_connections.push(sprayer_shared::redis::connect(&settings.redis).await?);
+        }
         let topology = Topology::new(&settings.amqp);
         let brokers = Brokers::for_settings(&settings.amqp)?;
         let publisher = Arc::new(Publisher::with_brokers(brokers.clone(), topology.clone()));
@@ -32,6 +39,7 @@ impl Scheduler {
                 keys: Keys::new(&settings.amqp.prefix),
                 settings: Arc::new(settings),
                 redis,
+                shard_connections,
                 publisher,
                 plans: Arc::new(Plans::default()),
             }),

@@ -61,6 +61,10 @@ pub struct Stepper {
     pub settings: Arc<Settings>,
     /// Timers, chain state and endpoints.
     pub redis: RedisConnection,
+    /// More connections to the same Redis, for the timer shards: each shard's rounds go over
+    /// one of them, so one shard's large pipelines do not queue the others' behind them on a
+    /// single connection.
+    pub shard_connections: Vec<RedisConnection>,
     /// Jobs and feedback.
     pub publisher: Arc<Publisher>,
     /// Key names.
@@ -86,6 +90,12 @@ async fn pipelined<T: redis::FromRedisValue>(
         pipe.invoke_script(invocation);
     }
     pipe.query_async(redis).await
+}
+
+/// Records how long a stage of a round took (`sprayer_scheduler_stage_seconds`).
+fn stage_took(stage: &'static str, started: std::time::Instant) {
+    metrics::histogram!("sprayer_scheduler_stage_seconds", "stage" => stage)
+        .record(started.elapsed().as_secs_f64());
 }
 
 /// A user's devices on each channel of a step.
@@ -155,9 +165,17 @@ fn channel_list(channels: &[Channel]) -> String {
 }
 
 impl Stepper {
+    /// The connection of `shard`'s rounds.
+    pub fn redis_for(&self, shard: u16) -> RedisConnection {
+        match self.shard_connections.len() {
+            0 => self.redis.clone(),
+            count => self.shard_connections[usize::from(shard) % count].clone(),
+        }
+    }
+
     /// Does the work of timers claimed from `shard`.
     pub async fn fire(&self, shard: u16, claimed: Vec<Claimed>) -> Result<(), StepError> {
-        let mut redis = self.redis.clone();
+        let mut redis = self.redis_for(shard);
         let now = now_ms();
         let mut parsed = Vec::with_capacity(claimed.len());
         let mut outbox = Outbox::default();
@@ -178,7 +196,9 @@ impl Stepper {
             .collect();
         messages.sort();
         messages.dedup();
+        let started = std::time::Instant::now();
         let plans = self.plans.get(&mut redis, &self.keys, &messages).await?;
+        stage_took("plans", started);
         let batch_users = self.settings.scheduler.batch_users;
         let mut runs = Vec::new();
         let mut deadlines = Vec::new();
@@ -396,7 +416,9 @@ impl Stepper {
                 invocation
             })
             .collect();
+        let started = std::time::Instant::now();
         let codes: Vec<Vec<String>> = pipelined(redis, &scripts::BEGIN, &invocations).await?;
+        stage_took("begin", started);
         // Stage 2: their endpoints on the step's channels, for every batch in one round trip.
         let mut pipe = redis::pipe();
         let mut asked = Vec::new();
@@ -411,11 +433,13 @@ impl Stepper {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let devices: Vec<Vec<String>> = if asked.is_empty() {
             Vec::new()
         } else {
             pipe.query_async(redis).await?
         };
+        stage_took("endpoints", started);
         let mut found: HashMap<(usize, UserId), UserDevices> = HashMap::new();
         for ((index, user, channel), devices) in asked.into_iter().zip(devices) {
             let devices: Vec<DeviceId> = devices
@@ -566,7 +590,9 @@ impl Stepper {
                 invocation
             })
             .collect();
+        let started = std::time::Instant::now();
         pipelined::<i64>(redis, &scripts::ARM, &invocations).await?;
+        stage_took("arm", started);
         Ok(())
     }
 
@@ -599,7 +625,9 @@ impl Stepper {
             })?);
         }
         if !messages.is_empty() {
+            let started = std::time::Instant::now();
             self.publisher.publish_all(&messages).await?;
+            stage_took("publish", started);
         }
         // One round's timers are of one shard: one pipeline. (The watcher acks none.)
         let invocations: Vec<_> = outbox
@@ -620,7 +648,9 @@ impl Stepper {
                 invocation
             })
             .collect();
+        let started = std::time::Instant::now();
         pipelined::<i64>(redis, &scripts::ACK, &invocations).await?;
+        stage_took("ack", started);
         for (shard, timer) in outbox.orphans {
             redis::pipe()
                 .zrem(self.keys.timers(shard), &timer)

@@ -52,9 +52,10 @@ async fn shard_loop(stepper: &Stepper, shard: u16, shutdown: &CancellationToken)
 /// Claims what is due in `shard` and does it; whether anything was due.
 async fn round(stepper: &Stepper, shard: u16) -> bool {
     let settings = &stepper.settings.scheduler;
-    let mut redis = stepper.redis.clone();
+    let mut redis = stepper.redis_for(shard);
     let now = now_ms();
     let lease = i64::try_from(settings.claim_lease.as_millis()).unwrap_or(30_000);
+    let started = std::time::Instant::now();
     let claimed: redis::RedisResult<Vec<String>> = scripts::CLAIM
         .key(stepper.keys.timers(shard))
         .key(stepper.keys.items(shard))
@@ -73,6 +74,8 @@ async fn round(stepper: &Stepper, shard: u16) -> bool {
     if claimed.is_empty() {
         return false;
     }
+    metrics::histogram!("sprayer_scheduler_stage_seconds", "stage" => "claim")
+        .record(started.elapsed().as_secs_f64());
     let timers: Vec<Claimed> = claimed
         .chunks(3)
         .filter_map(|triple| match triple {
