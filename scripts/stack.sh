@@ -135,14 +135,16 @@ start_rabbitmq() {
   if port_open $amqp_port; then return 0; fi
   log "starting rabbitmq-server on 127.0.0.1:$amqp_port"
   # The broker runs as the rabbitmq user with its data in this checkout's stack folder, so a
-  # fresh checkout starts a fresh broker and never recovers queues left by older runs.
+  # fresh checkout starts a fresh broker and never recovers queues left by older runs. It gets
+  # every file handle the machine allows: a restarted broker recovers the queues left by earlier
+  # test runs (one file handle each) before it opens its port.
   local data="$stack_dir/rabbitmq"
   mkdir -p "$data/mnesia" "$data/log"
   as_root chown -R rabbitmq:rabbitmq "$data"
   as_root env RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$amqp_port \
     RABBITMQ_DIST_PORT=25672 ERL_EPMD_ADDRESS=127.0.0.1 \
     RABBITMQ_MNESIA_BASE="$data/mnesia" RABBITMQ_LOG_BASE="$data/log" \
-    bash -c 'nohup rabbitmq-server >"$0" 2>&1 &' "$stack_dir/rabbitmq.log"
+    bash -c 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; nohup rabbitmq-server >"$0" 2>&1 &' "$stack_dir/rabbitmq.log"
   wait_port $amqp_port rabbitmq 120
 }
 

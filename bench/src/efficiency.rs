@@ -182,6 +182,7 @@ async fn publish_events(platform: &Platform) -> anyhow::Result<u64> {
             status: DeliveryStatus::Delivered,
             attempt: 1,
             error: None,
+            code: None,
             at: now_ms(),
         };
         let message = topology.status_message(&StatusBatch {

@@ -112,6 +112,7 @@ async fn publish_events(platform: &Platform, count: usize) -> anyhow::Result<()>
                     status: DeliveryStatus::Delivered,
                     attempt: 1,
                     error: None,
+                    code: None,
                     at,
                 })
             })

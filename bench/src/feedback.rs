@@ -37,6 +37,7 @@ fn events(count: usize) -> anyhow::Result<Vec<DeliveryEvent>> {
                 status: DeliveryStatus::Delivered,
                 attempt: 1,
                 error: None,
+                code: None,
                 at: now_ms(),
             })
         })

@@ -89,6 +89,9 @@ pub struct DeliveryDoc {
     /// The last error, if any.
     #[serde(default)]
     pub error: Option<String>,
+    /// The provider's own code for the last status, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// When the first event arrived.
     pub created: bson::DateTime,
     /// When the last applied event happened.

@@ -40,6 +40,7 @@ pub fn ws_event(
         status,
         attempt: 1,
         error: error.map(str::to_owned),
+        code: None,
         at: now_ms(),
     })
 }

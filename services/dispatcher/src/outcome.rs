@@ -34,9 +34,40 @@ pub enum Outcome {
     },
     /// The message expired before it could be sent.
     Expired,
+    /// What the provider answered, in its own code, beside what the attempt came to (see
+    /// [`Outcome::with_code`]).
+    Coded {
+        /// The provider's code: an APNs `reason`, an FCM `errorCode`, an HTTP status, an SMTP
+        /// reply code, an SMPP `command_status`.
+        code: String,
+        /// What the attempt came to.
+        outcome: Box<Outcome>,
+    },
 }
 
 impl Outcome {
+    /// This outcome with the provider's own `code` beside it, for a failure or a retry (a
+    /// success, or an expiry, carries none).
+    pub fn with_code(self, code: impl Into<String>) -> Outcome {
+        match self {
+            Outcome::Retry { .. } | Outcome::Failed { .. } | Outcome::Unregistered { .. } => {
+                Outcome::Coded {
+                    code: code.into(),
+                    outcome: Box::new(self),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// What the attempt came to, and the provider's code if it gave one.
+    pub fn split(self) -> (Outcome, Option<String>) {
+        match self {
+            Outcome::Coded { code, outcome } => (outcome.split().0, Some(code)),
+            other => (other, None),
+        }
+    }
+
     /// A permanent failure, reported with `error`'s text.
     pub fn failed(error: &impl std::fmt::Display) -> Outcome {
         Outcome::Failed {
@@ -85,7 +116,13 @@ impl Report {
         attempt: u32,
         outcome: Outcome,
     ) {
+        let (outcome, code) = outcome.split();
         let (status, error) = match outcome {
+            // `split` takes every code off; an outcome coded twice is still a failure.
+            Outcome::Coded { .. } => (
+                DeliveryStatus::Failed,
+                Some("an outcome coded twice".into()),
+            ),
             Outcome::Sent => (DeliveryStatus::Sent, None),
             Outcome::Delivered => (DeliveryStatus::Delivered, None),
             Outcome::Failed { error } => (DeliveryStatus::Failed, Some(error)),
@@ -132,6 +169,7 @@ impl Report {
             status,
             attempt,
             error,
+            code,
             at: now_ms(),
         });
     }

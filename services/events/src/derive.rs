@@ -74,6 +74,7 @@ fn delivery_event(kind: EventType, event: &DeliveryEvent) -> EventDoc {
         attempt: event.attempt,
         is_final: is_final(event.status),
         error: event.error.clone(),
+        code: event.code.clone(),
     };
     EventDoc {
         id: delivery_event_id(event),
@@ -135,6 +136,8 @@ mod tests {
             status,
             attempt,
             error: error.map(str::to_owned),
+            // The provider's code, as the dispatcher gives it beside a failure.
+            code: error.map(|error| error.rsplit(' ').next().unwrap_or(error).to_owned()),
             at: 1_700_000_000_000,
         }
     }
@@ -162,6 +165,11 @@ mod tests {
             ]
         );
         assert_eq!(events[0].data.get_str("error"), Ok("receiver answered 500"));
+        assert_eq!(events[0].data.get_str("code"), Ok("500"));
+        assert!(
+            events[1].data.get_str("code").is_err(),
+            "a delivery has no code"
+        );
         assert_eq!(events[1].data.get_bool("final"), Ok(true));
         assert_eq!(events[0].data.get_bool("final"), Ok(false));
         assert_eq!(events[3].data.get_str("reason"), Ok("410 Gone"));

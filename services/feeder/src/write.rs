@@ -55,6 +55,9 @@ fn delivery_statement(event: &DeliveryEvent) -> Document {
     if let Some(error) = &event.error {
         set.insert("error", error.as_str());
     }
+    if let Some(code) = &event.code {
+        set.insert("code", code.as_str());
+    }
     doc! {
         "q": { "_id": event.delivery_id(), "rank": { "$lte": rank } },
         "u": {
@@ -92,6 +95,9 @@ pub fn delivery_document(event: &DeliveryEvent) -> Document {
     document.extend(identity(event));
     if let Some(error) = &event.error {
         document.insert("error", error.as_str());
+    }
+    if let Some(code) = &event.code {
+        document.insert("code", code.as_str());
     }
     document
 }
@@ -270,6 +276,7 @@ mod tests {
             status,
             attempt,
             error: None,
+            code: None,
             at: 0,
         }
     }

@@ -490,6 +490,7 @@ impl Stepper {
                                 status: DeliveryStatus::Cancelled,
                                 attempt: 0,
                                 error: Some("cancelled by the app".into()),
+                                code: None,
                                 at: now,
                             }));
                     }

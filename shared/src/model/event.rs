@@ -261,10 +261,15 @@ pub struct DeliveryData {
     /// Whether nothing follows for this delivery (but `read`, where the channel reports it).
     #[serde(rename = "final")]
     pub is_final: bool,
-    /// What went wrong, with the provider's own words or code (SMPP `stat`/`err`, APNs
-    /// `reason`, FCM `errorCode`, the HTTP status, the SMTP reply).
+    /// What went wrong, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The provider's own code, when it answered: an APNs `reason` (`Unregistered`), an FCM
+    /// `errorCode` (`QUOTA_EXCEEDED`), an HTTP status (`500`, webhooks and web push), an SMTP
+    /// reply code (`451`), an SMPP `command_status` (`0x00000058`) or receipt state
+    /// (`UNDELIV`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// `data` of `endpoint.pruned`.
@@ -393,6 +398,7 @@ mod tests {
             status: DeliveryStatus::Cancelled,
             attempt: 0,
             error: Some("cancelled by the app".into()),
+            code: None,
             at: 1,
         };
         assert_eq!(

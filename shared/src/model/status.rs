@@ -110,6 +110,11 @@ pub struct DeliveryEvent {
     /// What went wrong, for failures and retries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The provider's own code for it, when the provider answered: an APNs `reason`, an FCM
+    /// `errorCode`, an HTTP status (webhooks, web push), an SMTP reply code, an SMPP
+    /// `command_status` (`0x0000000B`) or a receipt's `stat` (`UNDELIV`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// When it happened, in Unix milliseconds.
     pub at: i64,
 }

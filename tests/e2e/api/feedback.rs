@@ -28,6 +28,7 @@ fn event(
         status,
         attempt,
         error: (status == DeliveryStatus::Queued).then(|| "receiver answered 500".to_owned()),
+        code: None,
         at: now_ms(),
     }
 }

@@ -83,6 +83,30 @@ async fn a_group_reaches_apns_with_signed_tokens_and_dead_tokens_are_pruned() {
         .wait_for_status(&id, "apns", "sent", 32, Duration::from_secs(30))
         .await;
     assert_eq!(summary["summary"]["apns"]["unregistered"], 2, "{summary}");
+    // Each carries APNs's own reason as its code beside the text.
+    let (_, gone) = app
+        .get(&format!("/v1/messages/{id}/deliveries?status=unregistered"))
+        .await;
+    let mut codes: Vec<(String, String)> = gone["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| {
+            (
+                item["user"].as_str().unwrap_or("").to_owned(),
+                item["code"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            ("badtoken".to_owned(), "BadDeviceToken".to_owned()),
+            ("gone".to_owned(), "Unregistered".to_owned())
+        ],
+        "{gone}"
+    );
 
     let requests = peer.requests();
     let mut per_token: HashMap<String, Vec<&Value>> = HashMap::new();

@@ -126,6 +126,16 @@ async fn a_group_gets_sms_with_receipts_and_rejected_numbers_are_pruned() {
     };
     assert_eq!(status_of("undeliverable"), Some(json!("failed")));
     assert_eq!(status_of("rejected"), Some(json!("unregistered")));
+    // The SMSC's own codes: the receipt's state, the refusal's command_status.
+    let code_of = |user: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["user"] == user)
+            .map(|d| d["code"].clone())
+    };
+    assert_eq!(code_of("undeliverable"), Some(json!("UNDELIV")));
+    assert_eq!(code_of("rejected"), Some(json!("0x0000000B")));
+    assert_eq!(code_of("phone0"), Some(json!("DELIVRD")));
     let pruned = wait_until(Duration::from_secs(5), || async {
         (app.get("/v1/users/rejected/endpoints").await.0 == 404).then_some(())
     })

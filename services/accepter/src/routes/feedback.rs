@@ -110,6 +110,10 @@ pub struct DeliveryView {
     /// The last error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The provider's own code for the last status, when it answered (an APNs `reason`, an FCM
+    /// `errorCode`, an HTTP status, an SMTP reply code, an SMPP status or receipt state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     /// When the status last changed (RFC 3339).
     pub updated_at: String,
 }
@@ -425,6 +429,7 @@ fn delivery_view(delivery: sprayer_shared::mongo::DeliveryDoc) -> DeliveryView {
         status: delivery.status,
         attempts: delivery.attempts,
         error: delivery.error,
+        code: delivery.code,
         updated_at: rfc3339(delivery.updated),
     }
 }

@@ -207,7 +207,12 @@ impl ProviderChannel for Apns {
             .ok()
             .and_then(|body| body["reason"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        let outcome = classify(status, &reason, after);
+        let code = if reason.is_empty() {
+            status.as_u16().to_string()
+        } else {
+            reason.clone()
+        };
+        let outcome = classify(status, &reason, after).with_code(code);
         if status == StatusCode::FORBIDDEN {
             self.forget_token(provider);
         }

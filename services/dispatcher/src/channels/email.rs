@@ -122,7 +122,10 @@ impl ProviderChannel for Mailer {
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(_) => Outcome::Sent,
-            Err(error) => classify(&error),
+            Err(error) => match error.status() {
+                Some(code) => classify(&error).with_code(code.to_string()),
+                None => classify(&error),
+            },
         }
     }
 }

@@ -159,7 +159,11 @@ impl ProviderChannel for Fcm {
         if status == StatusCode::UNAUTHORIZED {
             self.forget_account(provider);
         }
-        classify(status, &body, after)
+        let code = match error_code(&body) {
+            "" => status.as_u16().to_string(),
+            code => code.to_owned(),
+        };
+        classify(status, &body, after).with_code(code)
     }
 }
 
@@ -210,14 +214,19 @@ fn message(job: &Job, token: &str) -> Value {
     json!({ "message": message })
 }
 
-fn classify(status: StatusCode, body: &Value, after: Option<Duration>) -> Outcome {
-    let error_code = body["error"]["details"]
+/// FCM's own code for a refusal: its `errorCode`, else the error's `status`.
+fn error_code(body: &Value) -> &str {
+    body["error"]["details"]
         .as_array()
         .into_iter()
         .flatten()
         .find_map(|detail| detail["errorCode"].as_str())
         .or_else(|| body["error"]["status"].as_str())
-        .unwrap_or("");
+        .unwrap_or("")
+}
+
+fn classify(status: StatusCode, body: &Value, after: Option<Duration>) -> Outcome {
+    let error_code = error_code(body);
     let text = body["error"]["message"].as_str().unwrap_or("");
     let error = format!("FCM answered {} {error_code}", status.as_u16())
         .trim_end()

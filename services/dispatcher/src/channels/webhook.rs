@@ -148,7 +148,7 @@ impl Webhooks {
                 let after = super::retry_after(response.headers());
                 // Read the answer so the connection goes back to the pool.
                 let _ = response.bytes().await;
-                classify(status, after)
+                classify(status, after).with_code(status.as_u16().to_string())
             }
             Err(error) if error.is_timeout() && now_ms() >= job.expires_at => Outcome::Expired,
             Err(error) if sprayer_shared::netguard::refused_by_guard(&error).is_some() => {

@@ -181,7 +181,7 @@ impl ProviderChannel for WebPush {
                 let status = response.status().as_u16();
                 let after = super::retry_after(response.headers());
                 let _ = response.bytes().await;
-                classify(status, after)
+                classify(status, after).with_code(status.to_string())
             }
             Err(error) => super::unanswered("the push service", &error),
         }

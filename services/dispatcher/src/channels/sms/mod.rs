@@ -256,7 +256,10 @@ impl ProviderChannel for Sms {
                         let smsc_id = response.message_id.unwrap_or_default();
                         self.remember(job, recipient, &smsc_id).await;
                     }
-                    Ok(response) => break 'submit classify(response.command_status()),
+                    Ok(response) => {
+                        let status = response.command_status();
+                        break 'submit classify(status).with_code(format!("0x{status:08X}"));
+                    }
                     Err(error) => {
                         break 'submit Outcome::Retry {
                             error: format!("no submit_sm_resp ({error:?})"),

@@ -161,6 +161,7 @@ impl BindListener {
             attempt: target.attempt,
             error: (status == DeliveryStatus::Failed)
                 .then(|| format!("SMSC receipt: {}", receipt.state)),
+            code: Some(receipt.state.clone()),
             at: now_ms(),
         };
         metrics::counter!("sprayer_deliveries_total", "channel" => "sms", "status" => status.as_str()).increment(1);
