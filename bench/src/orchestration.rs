@@ -60,11 +60,6 @@ async fn user_sink(seen: Arc<Mutex<Seen>>) -> anyhow::Result<String> {
     Ok(url)
 }
 
-fn rfc3339(ms: i64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(at).to_string()
-}
-
 async fn redis_used_memory() -> anyhow::Result<u64> {
     let client = redis::Client::open("redis://127.0.0.1:6379")?;
     let mut redis = client.get_multiplexed_async_connection().await?;
@@ -97,7 +92,7 @@ pub async fn timers(count: usize) -> anyhow::Result<Value> {
     // the `accept` scenario, 100,000 take well under a minute.
     let lead_ms = 30_000 + i64::try_from(count / 2).unwrap_or(0);
     let due = (now_ms() + lead_ms) / 1000 * 1000;
-    let send_at = rfc3339(due);
+    let send_at = sprayer_shared::feed::rfc3339_ms(due);
     let accepting = Instant::now();
     let accepted = futures::stream::iter(&users)
         .map(|user| {

@@ -19,7 +19,7 @@ use sprayer_shared::model::{
     StepRecord, StepState, UserId, now_ms,
 };
 use sprayer_shared::redis::{RedisConnection, endpoints_key, group_members_key};
-use sprayer_shared::schedule::{self, Keys, Timer, parse_stopped, parse_users, scripts};
+use sprayer_shared::schedule::{self, Keys, Timer, parse_users, scripts, step_records};
 
 use crate::plans::Plans;
 
@@ -93,7 +93,7 @@ async fn pipelined<T: redis::FromRedisValue>(
 }
 
 /// Records how long a stage of a round took (`sprayer_scheduler_stage_seconds`).
-fn stage_took(stage: &'static str, started: std::time::Instant) {
+pub fn stage_took(stage: &'static str, started: std::time::Instant) {
     metrics::histogram!("sprayer_scheduler_stage_seconds", "stage" => stage)
         .record(started.elapsed().as_secs_f64());
 }
@@ -129,31 +129,6 @@ impl Outbox {
             .1
             .push(timer);
     }
-}
-
-/// The records of `steps` of `plan` for `users`, all in `state` for `reason`.
-pub fn records(
-    plan: &Plan,
-    users: &[UserId],
-    steps: std::ops::Range<usize>,
-    state: StepState,
-    reason: &str,
-) -> Vec<StepRecord> {
-    let at = now_ms();
-    users
-        .iter()
-        .flat_map(|user| {
-            steps.clone().map(move |step| StepRecord {
-                app: plan.app.clone(),
-                message: plan.id.clone(),
-                user: user.clone(),
-                step: u8::try_from(step).unwrap_or(u8::MAX),
-                state,
-                reason: reason.to_owned(),
-                at,
-            })
-        })
-        .collect()
 }
 
 fn channel_list(channels: &[Channel]) -> String {
@@ -359,7 +334,7 @@ impl Stepper {
             let moved = parse_users(&moved);
             metrics::counter!("sprayer_scheduler_escalations_total").increment(moved.len() as u64);
             let stopped = parse_users(&stopped);
-            outbox.records.extend(records(
+            outbox.records.extend(step_records(
                 plan,
                 &stopped,
                 step + 1..plan.steps.len(),
@@ -383,7 +358,7 @@ impl Stepper {
             if run.step >= run.plan.steps.len() {
                 outbox.ack(&run.plan, run.timer);
             } else if now >= run.plan.expires_at {
-                outbox.records.extend(records(
+                outbox.records.extend(step_records(
                     &run.plan,
                     &run.users,
                     run.step..run.plan.steps.len(),
@@ -506,7 +481,7 @@ impl Stepper {
                     going.push((user.clone(), count));
                 }
             }
-            outbox.records.extend(records(
+            outbox.records.extend(step_records(
                 plan,
                 &cancelled,
                 run.step..plan.steps.len(),
@@ -515,7 +490,7 @@ impl Stepper {
             ));
             if !skipped.is_empty() {
                 let reason = format!("no endpoint on {}", channel_list(&step.channels));
-                outbox.records.extend(records(
+                outbox.records.extend(step_records(
                     plan,
                     &skipped,
                     run.step..run.step + 1,
@@ -662,11 +637,5 @@ impl Stepper {
                 .await?;
         }
         Ok(())
-    }
-
-    /// The users whose chains stopped, as a script reported them, and the records of the
-    /// steps that will not run.
-    pub fn stopped_records(plan: &Plan, stopped: &str, reason: &str) -> Vec<StepRecord> {
-        schedule::stopped_records(plan, &parse_stopped(stopped), reason)
     }
 }

@@ -74,8 +74,7 @@ async fn round(stepper: &Stepper, shard: u16) -> bool {
     if claimed.is_empty() {
         return false;
     }
-    metrics::histogram!("sprayer_scheduler_stage_seconds", "stage" => "claim")
-        .record(started.elapsed().as_secs_f64());
+    crate::steps::stage_took("claim", started);
     let timers: Vec<Claimed> = claimed
         .chunks(3)
         .filter_map(|triple| match triple {

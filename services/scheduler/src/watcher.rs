@@ -153,7 +153,8 @@ async fn apply(stepper: &Stepper, batch: &StatusBatch) -> Result<(), StepError> 
         let next = Timer::Run {
             message,
             step: step + 1,
-            batch: format!("x{:016x}", rand_batch()),
+            // 64 random bits: no other outcome call, on any replica, names the same batch.
+            batch: format!("x{:016x}", rand::random::<u64>()),
         };
         let mut invocation = scripts::OUTCOMES.prepare_invoke();
         invocation
@@ -194,9 +195,4 @@ async fn apply(stepper: &Stepper, batch: &StatusBatch) -> Result<(), StepError> 
         metrics::counter!("sprayer_scheduler_escalations_total").increment(moved.len() as u64);
     }
     stepper.publish_and_ack(&mut redis, outbox).await
-}
-
-/// A batch name no other outcome call uses, on any replica: 64 random bits.
-fn rand_batch() -> u64 {
-    rand::random()
 }

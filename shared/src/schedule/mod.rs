@@ -340,24 +340,45 @@ pub fn parse_users(json: &str) -> Vec<UserId> {
         .collect()
 }
 
+/// The records of `steps` of `plan` for `users`, all in `state` for `reason`.
+pub fn step_records(
+    plan: &Plan,
+    users: &[UserId],
+    steps: std::ops::Range<usize>,
+    state: StepState,
+    reason: &str,
+) -> Vec<StepRecord> {
+    let at = now_ms();
+    users
+        .iter()
+        .flat_map(|user| {
+            steps.clone().map(move |step| StepRecord {
+                app: plan.app.clone(),
+                message: plan.id.clone(),
+                user: user.clone(),
+                step: u8::try_from(step).unwrap_or(u8::MAX),
+                state,
+                reason: reason.to_owned(),
+                at,
+            })
+        })
+        .collect()
+}
+
 /// The records of the steps a stopped chain will not run: those after the step reached, and
 /// that step too when it had not begun.
 pub fn stopped_records(plan: &Plan, stopped: &[Stopped], reason: &str) -> Vec<StepRecord> {
-    let at = now_ms();
     stopped
         .iter()
         .flat_map(|stop| {
             let first = if stop.begun { stop.step + 1 } else { stop.step };
-            (first..plan.steps.len()).map(move |step| (stop, step))
-        })
-        .map(|(stop, step)| StepRecord {
-            app: plan.app.clone(),
-            message: plan.id.clone(),
-            user: stop.user.clone(),
-            step: u8::try_from(step).unwrap_or(u8::MAX),
-            state: StepState::Cancelled,
-            reason: reason.to_owned(),
-            at,
+            step_records(
+                plan,
+                std::slice::from_ref(&stop.user),
+                first..plan.steps.len(),
+                StepState::Cancelled,
+                reason,
+            )
         })
         .collect()
 }

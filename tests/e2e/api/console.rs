@@ -188,9 +188,7 @@ async fn the_console_draws_traffic_feedback_queues_and_dead_letters_and_refuses_
     // The scheduler's timers: a message scheduled an hour ahead is pending, none overdue.
     let (_, before) = stats(&app, &token, "").await;
     assert_eq!(before["timers"]["overdue"], 0, "{before}");
-    let later = mongodb::bson::DateTime::from_millis(sprayer_shared::model::now_ms() + 3_600_000)
-        .try_to_rfc3339_string()
-        .expect("a time");
+    let later = sprayer_shared::feed::rfc3339_ms(sprayer_shared::model::now_ms() + 3_600_000);
     app.send_ok(
         &json!({ "to": { "user": "later" }, "content": { "body": "later" }, "send_at": later }),
     )

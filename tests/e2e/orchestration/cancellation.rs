@@ -4,17 +4,12 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
+use sprayer_shared::feed::rfc3339_ms;
 use sprayer_shared::model::now_ms;
 
 use crate::support::app::TestApp;
 use crate::support::receiver::{Receiver, register_group, register_users};
 use crate::support::wait::wait_until;
-
-fn rfc3339(ms: i64) -> String {
-    mongodb::bson::DateTime::from_millis(ms)
-        .try_to_rfc3339_string()
-        .expect("a time")
-}
 
 async fn call(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
     let mut request = app.request(method, path);
@@ -38,7 +33,7 @@ async fn a_message_cancelled_before_send_at_sends_nothing_and_ends_cancelled() {
     )
     .await;
     let id = app
-        .send_ok(&json!({ "to": { "user": "u0" }, "content": { "body": "later" }, "send_at": rfc3339(now_ms() + 3_000) }))
+        .send_ok(&json!({ "to": { "user": "u0" }, "content": { "body": "later" }, "send_at": rfc3339_ms(now_ms() + 3_000) }))
         .await;
     let (status, answer) = call(&app, Method::DELETE, &format!("/v1/messages/{id}"), None).await;
     assert_eq!(status, 200, "{answer}");
@@ -73,7 +68,7 @@ async fn a_cancel_key_spares_one_user_of_a_group_and_a_sent_message_says_so() {
     )
     .await;
     let id = app
-        .send_ok(&json!({ "to": { "group": "buyers" }, "content": { "body": "order 7" }, "send_at": rfc3339(now_ms() + 3_000), "cancel_key": "order-7" }))
+        .send_ok(&json!({ "to": { "group": "buyers" }, "content": { "body": "order 7" }, "send_at": rfc3339_ms(now_ms() + 3_000), "cancel_key": "order-7" }))
         .await;
     let (status, answer) = call(
         &app,

@@ -1,16 +1,11 @@
 //! Bad orchestration input: each a 422 naming the field, nothing accepted.
 
 use serde_json::{Value, json};
+use sprayer_shared::feed::rfc3339_ms;
 use sprayer_shared::model::now_ms;
 
 use crate::support::app::TestApp;
 use crate::support::stack::serve_ws;
-
-fn rfc3339(ms: i64) -> String {
-    mongodb::bson::DateTime::from_millis(ms)
-        .try_to_rfc3339_string()
-        .expect("a time")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_steps_schedules_and_keys_are_422_naming_the_field() {
@@ -29,11 +24,11 @@ async fn bad_steps_schedules_and_keys_are_422_naming_the_field() {
             "/delivery/steps/0/wait",
         ),
         (
-            json!({ "send_at": rfc3339(now_ms() - 3_600_000) }),
+            json!({ "send_at": rfc3339_ms(now_ms() - 3_600_000) }),
             "/send_at",
         ),
         (
-            json!({ "send_at": rfc3339(now_ms() + 31 * 24 * 3_600_000) }),
+            json!({ "send_at": rfc3339_ms(now_ms() + 31 * 24 * 3_600_000) }),
             "/send_at",
         ),
         (json!({ "send_at": "tomorrow" }), "/send_at"),

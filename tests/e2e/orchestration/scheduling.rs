@@ -5,18 +5,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use sprayer::Role;
+use sprayer_shared::feed::rfc3339_ms;
 use sprayer_shared::model::now_ms;
 
 use crate::support::app::TestApp;
 use crate::support::owned::process::SprayerProcess;
 use crate::support::receiver::{Receiver, register_users};
 use crate::support::wait::wait_until;
-
-fn rfc3339(ms: i64) -> String {
-    mongodb::bson::DateTime::from_millis(ms)
-        .try_to_rfc3339_string()
-        .expect("a time")
-}
 
 /// Timers of the test's installation not yet fired (acked).
 async fn pending_timers(app: &TestApp) -> u64 {
@@ -48,7 +43,7 @@ async fn a_thousand_messages_due_at_one_second_fire_none_early_and_all_within_a_
     // Due 20 s ahead: the 1,000 sends are accepted before then even with the whole suite
     // running beside this test.
     let due = (now_ms() + 20_000) / 1_000 * 1_000;
-    let send_at = rfc3339(due);
+    let send_at = rfc3339_ms(due);
     use futures::StreamExt;
     let ids: Vec<String> = futures::stream::iter(users.iter())
         .map(|user| {
@@ -110,7 +105,7 @@ async fn a_step_due_while_its_scheduler_was_killed_fires_once_on_another() {
     let mut first = SprayerProcess::start(&app.settings, "scheduler").await;
     let due = now_ms() + 4_000;
     let id = app
-        .send_ok(&json!({ "to": { "users": ["u0", "u1"] }, "content": { "body": "later" }, "send_at": rfc3339(due) }))
+        .send_ok(&json!({ "to": { "users": ["u0", "u1"] }, "content": { "body": "later" }, "send_at": rfc3339_ms(due) }))
         .await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     first.kill().await;

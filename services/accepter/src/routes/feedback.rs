@@ -226,12 +226,7 @@ pub async fn message(
         let status = key
             .and_then(|key| key.get_str("status").ok())
             .unwrap_or_default();
-        let count = group
-            .get_i32("count")
-            .map(i64::from)
-            .or_else(|_| group.get_i64("count"))
-            .unwrap_or(0);
-        let count = u64::try_from(count).unwrap_or(0);
+        let count = count_of(&group);
         total += count;
         *summary
             .entry(channel.to_owned())
@@ -256,6 +251,16 @@ pub async fn message(
         cancel_key: message.cancel_key,
         steps,
     }))
+}
+
+/// The `count` of an aggregation group (an int32 or an int64, as the server chose).
+fn count_of(group: &Document) -> u64 {
+    let count = group
+        .get_i32("count")
+        .map(i64::from)
+        .or_else(|_| group.get_i64("count"))
+        .unwrap_or(0);
+    u64::try_from(count).unwrap_or(0)
 }
 
 /// The steps of a message with their counts: deliveries from the summary, skipped and
@@ -290,12 +295,7 @@ async fn step_summaries(
             .and_then(|key| key.get_str("state").ok())
             .unwrap_or_default()
             .to_owned();
-        let count = group
-            .get_i32("count")
-            .map(i64::from)
-            .or_else(|_| group.get_i64("count"))
-            .unwrap_or(0);
-        counts.insert((step, kind), u64::try_from(count).unwrap_or(0));
+        counts.insert((step, kind), count_of(&group));
     }
     Ok(message
         .steps
