@@ -89,6 +89,24 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The thread ids of the process's AMQP connections (the client runs one `lapin-io-loop`
+/// thread per connection): a changed id is a connection opened again.
+pub fn amqp_io_threads(pid: u32) -> Vec<u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u64> = tasks
+        .flatten()
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "lapin-io-loop")
+        })
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// Starts `command` and returns it with the rest of the first stdout line that starts with
 /// each of `prefixes`, once every one was printed.
 pub async fn start_until(

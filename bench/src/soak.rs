@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::peers::{Peers, SMSC_ACCOUNT};
-use crate::platform::{MONGODB_URL, Platform, proc_status, rss_kib};
+use crate::platform::{MONGODB_URL, Platform, amqp_io_threads, proc_status, rss_kib};
 use crate::report::percentiles;
 use crate::sink::webhook_secret;
 
@@ -249,13 +249,22 @@ fn redis_memory(info: &str) -> u64 {
 /// Runs the soak for `minutes` at `rate` messages per second.
 pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
     let peers = Peers::start(500)?;
-    let platform = Platform::start_with(&[
-        ("SPRAYER_AMQP_RETRY_TIERS", RETRY_TIERS),
-        (
-            "SPRAYER_ACCEPTER_CHANNELS",
-            r#"["http","ws","sms","email"]"#,
-        ),
-    ])
+    // Every role `make run` starts: the scheduler consumes the steps queue and the events
+    // service the events queue (without them both queues keep a copy of every status message
+    // for the whole run). Queues live past the run: the benchmarks' ten-minute expiry deleted
+    // the queues nobody consumes (retry tiers, dead letters) ten minutes into the soak.
+    let expires = format!("{}m", minutes + 60);
+    let platform = Platform::start_roles(
+        "accepter,dispatchers,feeder,scheduler,events",
+        &[
+            ("SPRAYER_AMQP_QUEUE_EXPIRES", expires.as_str()),
+            ("SPRAYER_AMQP_RETRY_TIERS", RETRY_TIERS),
+            (
+                "SPRAYER_ACCEPTER_CHANNELS",
+                r#"["http","ws","sms","email"]"#,
+            ),
+        ],
+    )
     .await?;
     platform
         .set_provider(
@@ -351,6 +360,9 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
     // Anonymous memory (the heap and stacks), beside VmRSS, which also counts the pages of
     // the binary the kernel has mapped in.
     let mut anon: Vec<(f64, u64, u64)> = Vec::new();
+    // Every AMQP connection thread seen in each process: more than the process starts with
+    // means a connection was opened again during the run.
+    let mut amqp_threads: [std::collections::BTreeSet<u64>; 2] = Default::default();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     let permits = Arc::new(tokio::sync::Semaphore::new(64));
     let platform = Arc::new(platform);
@@ -374,7 +386,10 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
                 proc_status(pids[0].1, "RssAnon:"),
                 proc_status(pids[1].1, "RssAnon:"),
             ));
-            next_sample += Duration::from_secs(30);
+            for (index, (_, pid)) in pids.iter().enumerate() {
+                amqp_threads[index].extend(amqp_io_threads(*pid));
+            }
+            next_sample += Duration::from_secs(10);
         }
         n += 1;
         let Ok(permit) = permits.clone().acquire_owned().await else {
@@ -636,6 +651,7 @@ pub async fn run(minutes: u64, rate: u32) -> anyhow::Result<Value> {
         "rss_anon_kib": anon.iter().map(|s| json!([s.0.round(), s.1, s.2])).collect::<Vec<_>>(),
         "redis_used_memory": {"start": redis_start, "end": redis_end, "idempotency_keys": idempotency_keys},
         "mongodb_data_bytes": mongo_data_bytes,
+        "amqp_connections_seen": {"api": amqp_threads[0].len(), "deliverer": amqp_threads[1].len()},
     });
     platform.stop().await;
     Ok(result)
