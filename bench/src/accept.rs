@@ -102,6 +102,7 @@ fn job_bytes() -> anyhow::Result<Vec<u8>> {
         priority: Default::default(),
         created_at: 0,
         expires_at: 0,
+        personal: None,
     };
     Ok(serde_json::to_vec(&job)?)
 }

@@ -14,7 +14,8 @@
 //!    [`ops`]: health, readiness and metrics endpoints; [`startup`]: why a service could not
 //!    start; [`feed`]: the app event feed's documents, cursors and reads; [`schedule`]: the
 //!    scheduler's durable timers and escalation state in Redis, shared by the accepter and the
-//!    scheduler.
+//!    scheduler; [`personal`]: templates, profiles, preferences and quiet hours, applied per
+//!    recipient by the dispatchers and the deliverer.
 
 pub mod amqp;
 pub mod config;
@@ -25,10 +26,12 @@ pub mod model;
 pub mod mongo;
 pub mod netguard;
 pub mod ops;
+pub mod personal;
 pub mod redis;
 pub mod schedule;
 pub mod shutdown;
 pub mod signing;
+pub mod sms_text;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;

@@ -62,6 +62,12 @@ pub struct MessageDoc {
     /// The app's cancellation key, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_key: Option<String>,
+    /// The template it was rendered from, and its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<crate::model::TemplateVersion>,
+    /// Its category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// `deliveries`: one message to one device of one user on one channel.

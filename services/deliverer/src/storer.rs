@@ -11,7 +11,13 @@ use futures::stream::FuturesOrdered;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::{AmqpError, Publisher};
 use sprayer_shared::expand::users_with_endpoint;
-use sprayer_shared::model::{DeliveryEvent, DeliveryStatus, Job, UserId, now_ms};
+use std::collections::BTreeMap;
+
+use sprayer_shared::model::{
+    Channel, DeliveryEvent, DeliveryStatus, DeviceId, Job, JobTarget, PendingDelivery, UserId,
+    now_ms,
+};
+use sprayer_shared::personal::{Decision, Personalizer};
 use sprayer_shared::redis::RedisConnection;
 
 use crate::inbox::{self, NewMessage};
@@ -34,6 +40,12 @@ pub enum StoreError {
     /// Redis failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// RabbitMQ failed (publishing deliveries held for quiet hours).
+    #[error("{0}")]
+    Amqp(#[from] AmqpError),
+    /// A held delivery's job could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// What the consumer needs.
@@ -94,6 +106,113 @@ impl Storer {
                 .filter_map(|user| ws_event(&job.app, user, id, DeliveryStatus::Expired, None))
                 .collect());
         }
+        if job.personal.is_none() {
+            return self.store_for(job, &users, redelivered, started).await;
+        }
+        self.store_personal(job, users, redelivered, started).await
+    }
+
+    /// A personal job: each user's preferences and quiet hours decide, and the message is
+    /// stored once per rendering (per locale, or per user for templates reading `user.*`).
+    /// Deliveries held for quiet hours wait in the retry tiers, as the dispatchers' do.
+    async fn store_personal(
+        &self,
+        job: &Job,
+        users: Vec<UserId>,
+        redelivered: bool,
+        started: std::time::Instant,
+    ) -> Result<Vec<DeliveryEvent>, StoreError> {
+        let mut redis = self.redis.clone();
+        let batch = self.settings.dispatcher.lookup_batch.max(1);
+        let mut personalizer = Personalizer::load(&mut redis, job, &users, batch).await?;
+        let id = job.message_id.as_str();
+        let now = now_ms();
+        let tiers = &self.settings.amqp.retry_tiers;
+        let mut groups: Vec<(Arc<Job>, Vec<UserId>)> = Vec::new();
+        let mut held: BTreeMap<usize, Vec<PendingDelivery>> = BTreeMap::new();
+        let mut events = Vec::new();
+        for user in users {
+            match personalizer.decide(&user, now) {
+                Decision::Send(rendered) => {
+                    match groups
+                        .iter_mut()
+                        .find(|(group, _)| Arc::ptr_eq(group, &rendered))
+                    {
+                        Some((_, members)) => members.push(user),
+                        None => groups.push((rendered, vec![user])),
+                    }
+                }
+                Decision::Skip(reason) => {
+                    events.extend(ws_event(
+                        &job.app,
+                        &user,
+                        id,
+                        DeliveryStatus::Skipped,
+                        Some(reason),
+                    ));
+                }
+                Decision::Fail(error) => {
+                    events.extend(ws_event(
+                        &job.app,
+                        &user,
+                        id,
+                        DeliveryStatus::Failed,
+                        Some(&error),
+                    ));
+                }
+                Decision::Hold(until) if job.expired_at(until) || tiers.is_empty() => {
+                    events.extend(ws_event(
+                        &job.app,
+                        &user,
+                        id,
+                        DeliveryStatus::Expired,
+                        Some("the recipient's quiet hours last past the message's TTL"),
+                    ));
+                }
+                Decision::Hold(until) => {
+                    let left = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+                    let tier = tiers.iter().rposition(|tier| *tier <= left).unwrap_or(0);
+                    held.entry(tier).or_default().push(PendingDelivery {
+                        user,
+                        device: DeviceId::inbox(),
+                        attempts: 0,
+                    });
+                }
+            }
+        }
+        if !held.is_empty() {
+            let topology = self.publisher.topology();
+            let mut messages = Vec::with_capacity(held.len());
+            for (tier, pending) in held {
+                if let Some(queue) = topology.retry_queue(Channel::Ws, tier) {
+                    metrics::counter!("sprayer_deliveries_held_total", "channel" => "ws")
+                        .increment(pending.len() as u64);
+                    let retry = job.with_target(JobTarget::Retry(pending));
+                    messages.push(topology.queued_job_message(queue, &retry)?);
+                }
+            }
+            self.publisher.publish_all(&messages).await?;
+        }
+        for (rendered, members) in groups {
+            events.extend(
+                self.store_for(&rendered, &members, redelivered, started)
+                    .await?,
+            );
+        }
+        Ok(events)
+    }
+
+    /// Stores one rendering of a message for `users`.
+    async fn store_for(
+        &self,
+        job: &Job,
+        users: &[UserId],
+        redelivered: bool,
+        started: std::time::Instant,
+    ) -> Result<Vec<DeliveryEvent>, StoreError> {
+        let mut redis = self.redis.clone();
+        let batch = self.settings.dispatcher.lookup_batch.max(1);
+        let id = job.message_id.as_str();
         let json = message_json(job);
         let message = NewMessage {
             id,

@@ -3,13 +3,15 @@
 //! them all together, with confirms. The caller acks the message only for the jobs that
 //! finished.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use sprayer_shared::Settings;
 use sprayer_shared::amqp::committer::EventCommitter;
 use sprayer_shared::amqp::{AmqpError, Publisher};
-use sprayer_shared::model::{Channel, Job, JobTarget, Providers, now_ms};
+use sprayer_shared::model::{Channel, Job, JobTarget, Providers, UserId, now_ms};
+use sprayer_shared::personal::{Decision, Personalizer};
 use sprayer_shared::redis::RedisConnection;
 use tokio::sync::Semaphore;
 
@@ -104,7 +106,39 @@ impl Dispatch {
         } else {
             Arc::default()
         };
-        Ok(Some(self.attempt_all(job, &providers, recipients).await))
+        let decisions = self.decide(&mut redis, job, &recipients).await?;
+        Ok(Some(
+            self.attempt_all(job, &providers, recipients, decisions)
+                .await,
+        ))
+    }
+
+    /// What happens to each recipient of a personal job (none for a job that is not): one
+    /// decision per user, shared by their devices.
+    async fn decide(
+        &self,
+        redis: &mut RedisConnection,
+        job: &Job,
+        recipients: &[Recipient],
+    ) -> Result<HashMap<UserId, Decision>, DispatchError> {
+        if job.personal.is_none() || recipients.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let users: Vec<UserId> = recipients
+            .iter()
+            .map(|recipient| recipient.user.clone())
+            .collect();
+        let mut personalizer =
+            Personalizer::load(redis, job, &users, self.settings.dispatcher.lookup_batch).await?;
+        let now = now_ms();
+        let mut decisions = HashMap::with_capacity(users.len());
+        for user in users {
+            if let std::collections::hash_map::Entry::Vacant(entry) = decisions.entry(user) {
+                let decision = personalizer.decide(entry.key(), now);
+                entry.insert(decision);
+            }
+        }
+        Ok(decisions)
     }
 
     async fn attempt_all(
@@ -112,17 +146,47 @@ impl Dispatch {
         job: &Job,
         providers: &Providers,
         recipients: Vec<Recipient>,
+        decisions: HashMap<UserId, Decision>,
     ) -> Report {
         let tiers = self.settings.amqp.retry_tiers.clone();
         let width = self.settings.dispatcher.concurrency.max(1);
-        let mut attempts = futures::stream::iter(recipients)
-            .map(|recipient| async move {
+        let mut report = Report::default();
+        let mut to_send = Vec::with_capacity(recipients.len());
+        for recipient in recipients {
+            match decisions.get(&recipient.user) {
+                None => to_send.push((recipient, None)),
+                Some(Decision::Send(rendered)) => {
+                    let rendered = rendered.clone();
+                    to_send.push((recipient, Some(rendered)));
+                }
+                Some(Decision::Skip(reason)) => {
+                    let attempt = recipient.attempts + 1;
+                    report.record(
+                        job,
+                        &tiers,
+                        &recipient,
+                        attempt,
+                        Outcome::Skipped { reason },
+                    );
+                }
+                Some(Decision::Hold(until)) => report.hold(job, &tiers, &recipient, *until),
+                Some(Decision::Fail(error)) => {
+                    let attempt = recipient.attempts + 1;
+                    let outcome = Outcome::Failed {
+                        error: error.clone(),
+                    };
+                    report.record(job, &tiers, &recipient, attempt, outcome);
+                }
+            }
+        }
+        let mut attempts = futures::stream::iter(to_send)
+            .map(|(recipient, rendered)| async move {
                 let attempt = recipient.attempts + 1;
-                let outcome = self.attempt(job, providers, &recipient).await;
+                let sent = rendered.as_deref().unwrap_or(job);
+                let outcome = self.attempt(sent, providers, &recipient).await;
                 (recipient, attempt, outcome)
             })
             .buffer_unordered(width);
-        let mut report = Report::default();
         while let Some((recipient, attempt, outcome)) = attempts.next().await {
             report.record(job, &tiers, &recipient, attempt, outcome);
         }

@@ -34,6 +34,11 @@ pub enum Outcome {
     },
     /// The message expired before it could be sent.
     Expired,
+    /// Not sent on the recipient's own choice: `preference` or `quiet_hours`.
+    Skipped {
+        /// Why.
+        reason: &'static str,
+    },
     /// What the provider answered, in its own code, beside what the attempt came to (see
     /// [`Outcome::with_code`]).
     Coded {
@@ -107,6 +112,43 @@ pub fn retry_tier(tiers: &[Duration], attempt: u32, after: Option<Duration>) -> 
 }
 
 impl Report {
+    /// Holds a delivery in the recipient's quiet hours until `until` (Unix ms): it waits in
+    /// the longest retry tier that ends by then (the shortest when none does) and comes back
+    /// to be decided again, with its attempts unchanged, so it arrives within the shortest
+    /// tier of the end. Past the message's TTL it expires now.
+    pub fn hold(&mut self, job: &Job, tiers: &[Duration], recipient: &Recipient, until: i64) {
+        let now = now_ms();
+        let left = Duration::from_millis(u64::try_from(until - now).unwrap_or(0));
+        let tier = tiers.iter().rposition(|tier| *tier <= left).unwrap_or(0);
+        let (status, error) = if tiers.is_empty() || job.expired_at(until) {
+            (
+                DeliveryStatus::Expired,
+                Some("the recipient's quiet hours last past the message's TTL".to_owned()),
+            )
+        } else {
+            self.retries.entry(tier).or_default().push(PendingDelivery {
+                user: recipient.user.clone(),
+                device: recipient.device.clone(),
+                attempts: recipient.attempts,
+            });
+            (DeliveryStatus::Queued, None)
+        };
+        metrics::counter!("sprayer_deliveries_held_total", "channel" => job.channel.as_str())
+            .increment(1);
+        self.events.push(DeliveryEvent {
+            app: job.app.clone(),
+            message: job.message_id.clone(),
+            channel: job.channel,
+            user: recipient.user.clone(),
+            device: recipient.device.clone(),
+            status,
+            attempt: recipient.attempts,
+            error,
+            code: None,
+            at: now,
+        });
+    }
+
     /// Records the outcome of attempt number `attempt` at `recipient`.
     pub fn record(
         &mut self,
@@ -127,6 +169,7 @@ impl Report {
             Outcome::Delivered => (DeliveryStatus::Delivered, None),
             Outcome::Failed { error } => (DeliveryStatus::Failed, Some(error)),
             Outcome::Expired => (DeliveryStatus::Expired, None),
+            Outcome::Skipped { reason } => (DeliveryStatus::Skipped, Some(reason.to_owned())),
             Outcome::Unregistered { error } => {
                 self.prune.push(recipient.clone());
                 (DeliveryStatus::Unregistered, Some(error))

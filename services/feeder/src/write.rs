@@ -130,6 +130,15 @@ fn message_document(record: &MessageRecord) -> Document {
     if let Some(cancel_key) = &record.cancel_key {
         document.insert("cancel_key", cancel_key.as_str());
     }
+    if let Some(template) = &record.template {
+        document.insert(
+            "template",
+            doc! { "name": template.name.as_str(), "version": i64::try_from(template.version).unwrap_or(i64::MAX) },
+        );
+    }
+    if let Some(category) = &record.category {
+        document.insert("category", category.as_str());
+    }
     document
 }
 

@@ -124,6 +124,7 @@ mod tests {
             priority: Priority::High,
             created_at: 1,
             expires_at: 2,
+            personal: None,
         }
     }
     #[test]
@@ -167,6 +168,8 @@ mod tests {
                 send_at: None,
                 steps: Vec::new(),
                 cancel_key: None,
+                template: None,
+                category: None,
             })
             .collect();
         let encoded: Vec<Vec<u8>> = records

@@ -39,6 +39,10 @@ pub struct AccepterSettings {
     pub max_steps: usize,
     /// Most named delivery policies per app.
     pub max_policies: usize,
+    /// Most templates per app.
+    pub max_templates: usize,
+    /// Most message categories per app.
+    pub max_categories: usize,
     /// How long a verified app key is trusted before it is looked up again.
     #[serde(with = "humantime_serde")]
     pub key_cache_ttl: Duration,
@@ -118,6 +122,8 @@ impl Default for AccepterSettings {
             schedule_skew: Duration::from_secs(60),
             max_steps: 8,
             max_policies: 100,
+            max_templates: 500,
+            max_categories: 100,
             key_cache_ttl: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             rate_per_second: 1_000,

@@ -34,6 +34,9 @@ pub enum EventType {
     /// A delivery was cancelled by the app before it was sent.
     #[serde(rename = "delivery.cancelled")]
     DeliveryCancelled,
+    /// A delivery was not sent on the recipient's preferences or quiet hours.
+    #[serde(rename = "delivery.skipped")]
+    DeliverySkipped,
     /// An attempt failed and another is scheduled.
     #[serde(rename = "delivery.retrying")]
     DeliveryRetrying,
@@ -59,7 +62,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the docs list them.
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         EventType::MessageAccepted,
         EventType::DeliverySent,
         EventType::DeliveryDelivered,
@@ -68,6 +71,7 @@ impl EventType {
         EventType::DeliveryExpired,
         EventType::DeliveryUnregistered,
         EventType::DeliveryCancelled,
+        EventType::DeliverySkipped,
         EventType::DeliveryRetrying,
         EventType::EndpointPruned,
         EventType::UserOnline,
@@ -88,6 +92,7 @@ impl EventType {
             EventType::DeliveryExpired => "delivery.expired",
             EventType::DeliveryUnregistered => "delivery.unregistered",
             EventType::DeliveryCancelled => "delivery.cancelled",
+            EventType::DeliverySkipped => "delivery.skipped",
             EventType::DeliveryRetrying => "delivery.retrying",
             EventType::EndpointPruned => "endpoint.pruned",
             EventType::UserOnline => "user.online",
@@ -116,6 +121,7 @@ impl EventType {
             DeliveryStatus::Expired => EventType::DeliveryExpired,
             DeliveryStatus::Unregistered => EventType::DeliveryUnregistered,
             DeliveryStatus::Cancelled => EventType::DeliveryCancelled,
+            DeliveryStatus::Skipped => EventType::DeliverySkipped,
         })
     }
 }

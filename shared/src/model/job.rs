@@ -29,6 +29,15 @@ pub enum Priority {
     /// The provider may delay or batch.
     #[default]
     Normal,
+    /// As `high`, and sent in the recipient's quiet hours too (a security alert, an outage).
+    Critical,
+}
+
+impl Priority {
+    /// Whether providers are asked to deliver at once (`high` and `critical`).
+    pub fn is_urgent(self) -> bool {
+        matches!(self, Priority::High | Priority::Critical)
+    }
 }
 
 /// A delivery carried by a retry job: only what failed, with its attempts so far.
@@ -86,6 +95,9 @@ pub struct Job {
     pub created_at: i64,
     /// When the message expires, in Unix milliseconds: nothing is sent after it.
     pub expires_at: i64,
+    /// Template, category and quiet-hours handling, when the message has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal: Option<Box<super::Personal>>,
 }
 
 impl Job {

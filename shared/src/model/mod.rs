@@ -7,6 +7,7 @@ mod event;
 mod ids;
 mod job;
 mod orchestration;
+mod personal;
 mod providers;
 mod status;
 
@@ -24,6 +25,9 @@ pub use event::{
 pub use ids::{AppId, DeviceId, GroupId, IdError, MAX_ID_LEN, MessageId, NodeId, UserId};
 pub use job::{Content, JOB_BATCH_KIND, Job, JobTarget, PendingDelivery, Priority, decode_jobs};
 pub use orchestration::{Plan, Step, StepRecord, StepState, Until, failed_for_good};
+pub use personal::{
+    CategoryUse, Personal, QuietMode, TemplateSource, TemplateUse, TemplateVersion,
+};
 pub use providers::{
     ApnsEnvironment, ApnsProvider, EmailProvider, FcmProvider, Providers, SmsProvider, SmtpTls,
     WebpushProvider,

@@ -67,6 +67,7 @@ pub fn failed_for_good(status: DeliveryStatus) -> bool {
             | DeliveryStatus::Expired
             | DeliveryStatus::Unregistered
             | DeliveryStatus::Cancelled
+            | DeliveryStatus::Skipped
     )
 }
 
@@ -112,6 +113,9 @@ pub struct Plan {
     /// The app's cancellation key, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_key: Option<String>,
+    /// Template, category and quiet-hours handling, when the message has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal: Option<Box<super::Personal>>,
 }
 
 impl Plan {
@@ -134,6 +138,7 @@ impl Plan {
             priority: self.priority,
             created_at: self.created_at,
             expires_at: self.expires_at,
+            personal: self.personal.clone(),
         }
     }
 }

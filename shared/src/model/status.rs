@@ -36,11 +36,14 @@ pub enum DeliveryStatus {
     Unregistered,
     /// Not sent: the app cancelled it before its step began.
     Cancelled,
+    /// Not sent, on the recipient's own choice: a preference opted them out (`error` says
+    /// `preference`) or the message dropped in their quiet hours (`quiet_hours`).
+    Skipped,
 }
 
 impl DeliveryStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [DeliveryStatus; 8] = [
+    pub const ALL: [DeliveryStatus; 9] = [
         DeliveryStatus::Queued,
         DeliveryStatus::Sent,
         DeliveryStatus::Delivered,
@@ -49,6 +52,7 @@ impl DeliveryStatus {
         DeliveryStatus::Expired,
         DeliveryStatus::Unregistered,
         DeliveryStatus::Cancelled,
+        DeliveryStatus::Skipped,
     ];
 
     /// The lowercase name used in the API and in MongoDB.
@@ -62,6 +66,7 @@ impl DeliveryStatus {
             DeliveryStatus::Expired => "expired",
             DeliveryStatus::Unregistered => "unregistered",
             DeliveryStatus::Cancelled => "cancelled",
+            DeliveryStatus::Skipped => "skipped",
         }
     }
 
@@ -79,7 +84,8 @@ impl DeliveryStatus {
             DeliveryStatus::Failed
             | DeliveryStatus::Expired
             | DeliveryStatus::Unregistered
-            | DeliveryStatus::Cancelled => 5,
+            | DeliveryStatus::Cancelled
+            | DeliveryStatus::Skipped => 5,
         }
     }
 
@@ -161,6 +167,12 @@ pub struct MessageRecord {
     /// The app's cancellation key, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_key: Option<String>,
+    /// The template it was rendered from, and its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<super::TemplateVersion>,
+    /// Its category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// One AMQP message on the status queue: many events, so feedback costs no broker round trip

@@ -301,6 +301,7 @@ async fn a_batch_of_jobs_in_one_broker_message_reaches_every_user_once() {
             priority: Priority::Normal,
             created_at: now_ms(),
             expires_at: now_ms() + 60_000,
+            personal: None,
         })
         .collect();
     let encoded: Vec<Vec<u8>> = jobs

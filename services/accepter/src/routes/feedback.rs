@@ -45,6 +45,12 @@ pub struct MessageView {
     /// The cancellation key it was sent with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_key: Option<String>,
+    /// The template it was rendered from, and the version used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<sprayer_shared::model::TemplateVersion>,
+    /// Its category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     /// Its escalation steps and how far they got, for a message sent with `delivery`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepSummary>,
@@ -249,6 +255,8 @@ pub async fn message(
         total,
         send_at: message.send_at.map(rfc3339),
         cancel_key: message.cancel_key,
+        template: message.template,
+        category: message.category,
         steps,
     }))
 }

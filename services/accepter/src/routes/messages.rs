@@ -13,9 +13,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sprayer_shared::config::AccepterSettings;
 use sprayer_shared::model::{
-    AppId, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord, Plan, Priority,
-    Step, Until, UserId, now_ms,
+    AppId, CategoryUse, Channel, Content, GroupId, Job, JobTarget, MessageId, MessageRecord,
+    Personal, Plan, Priority, QuietMode, Step, TemplateUse, TemplateVersion, Until, UserId, now_ms,
 };
+use sprayer_shared::personal::profile::{
+    Category, categories_key, profiles_in_use_key, templates_key,
+};
+use sprayer_shared::personal::template::{Compiled, canonical_locale};
 use sprayer_shared::redis::idempotency_key;
 use sprayer_shared::schedule;
 use utoipa::ToSchema;
@@ -52,8 +56,27 @@ pub struct SendMessage {
     /// The channels to send over; all the installation serves when left out.
     #[serde(default)]
     pub channels: Option<Vec<String>>,
-    /// What to send: at least one of `title`, `body`, `data`.
-    pub content: Content,
+    /// What to send: at least one of `title`, `body`, `data`. With a `template`, only `data`
+    /// (handed to the recipient as is), or nothing.
+    #[serde(default)]
+    pub content: Option<Content>,
+    /// A template stored with `PUT /v1/templates/{name}`, rendered per recipient in their
+    /// locale, in place of `content`'s title and body and of `overrides`.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// The data the template renders with (checked against its schema).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The template locale for every recipient (BCP 47), ahead of their profile's.
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// The message's category (`PUT /v1/categories/{key}`), which users' preferences follow.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// What to do for recipients in their quiet hours: `defer` (the default), `drop`, `ignore`.
+    #[serde(default)]
+    pub quiet_hours: Option<QuietMode>,
     /// Per-channel objects that replace fields of `content` on that channel.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
@@ -99,6 +122,18 @@ struct Checked {
     /// When it is due (Unix ms), if scheduled.
     send_at: Option<i64>,
     cancel_key: Option<String>,
+    /// Template, category and quiet hours, when the message has any of them or the app's
+    /// users have profiles.
+    personal: Option<Box<Personal>>,
+}
+
+/// What the send reads from Redis before checking: the template and category it names, and
+/// whether the app's users have profiles.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    template: Option<crate::routes::templates::StoredTemplate>,
+    category: Option<Category>,
+    profiles_in_use: bool,
 }
 
 impl Checked {
@@ -113,7 +148,208 @@ impl Checked {
 /// accepter's settings; for tests and fuzzing, which have no [`AppState`].
 #[doc(hidden)]
 pub fn validate(request: SendMessage, limits: &AccepterSettings) -> Result<(), ApiError> {
-    check(request, limits, limits.max_users, None).map(drop)
+    check(request, limits, limits.max_users, None, Lookups::default()).map(drop)
+}
+
+/// Reads what `request` names (template, category) and the app's profile flag, in one round
+/// trip.
+async fn lookups(
+    state: &AppState,
+    app: &AppId,
+    request: &SendMessage,
+) -> Result<Lookups, ApiError> {
+    let mut pipe = redis::pipe();
+    pipe.exists(profiles_in_use_key(app));
+    if let Some(name) = &request.template {
+        pipe.hget(templates_key(app), name);
+    }
+    if let Some(key) = &request.category {
+        pipe.hget(categories_key(app), key);
+    }
+    let mut redis = state.redis.clone();
+    let answers: Vec<redis::Value> = pipe
+        .query_async(&mut redis)
+        .await
+        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let mut answers = answers.into_iter();
+    let profiles_in_use = answers
+        .next()
+        .and_then(|value| redis::from_redis_value::<bool>(value).ok())
+        .unwrap_or(false);
+    let mut json = |asked: bool| -> Option<String> {
+        if !asked {
+            return None;
+        }
+        answers
+            .next()
+            .and_then(|value| redis::from_redis_value::<Option<String>>(value).ok())
+            .flatten()
+    };
+    let template =
+        json(request.template.is_some()).and_then(|json| serde_json::from_str(&json).ok());
+    let category =
+        json(request.category.is_some()).and_then(|json| serde_json::from_str(&json).ok());
+    Ok(Lookups {
+        template,
+        category,
+        profiles_in_use,
+    })
+}
+
+/// The message's template (checked with its data for every channel it goes to), category
+/// and quiet-hours mode; `content` as the jobs carry it.
+fn checked_personal(
+    request: &mut SendMessage,
+    channels: &[Channel],
+    lookups: Lookups,
+) -> Result<(Content, Option<Box<Personal>>), ApiError> {
+    let template = match request.template.take() {
+        None => {
+            if request.data.is_some() {
+                return Err(ApiError::validation(
+                    "/data",
+                    "data renders a template; name the template, or put the data in content",
+                ));
+            }
+            if request.locale.is_some() {
+                return Err(ApiError::validation(
+                    "/locale",
+                    "a locale picks a template's texts; name the template",
+                ));
+            }
+            None
+        }
+        Some(name) => {
+            let Some(stored) = lookups.template else {
+                return Err(ApiError::validation(
+                    "/template",
+                    format!("no template named {name:?}; store it with PUT /v1/templates/{{name}}"),
+                ));
+            };
+            if let Some(content) = &request.content {
+                let field = if content.title.is_some() {
+                    Some("/content/title")
+                } else if content.body.is_some() {
+                    Some("/content/body")
+                } else {
+                    None
+                };
+                if let Some(field) = field {
+                    return Err(ApiError::validation(
+                        field,
+                        "comes from the template; give only content.data beside a template",
+                    ));
+                }
+            }
+            if request.overrides.is_some() {
+                return Err(ApiError::validation(
+                    "/overrides",
+                    "the template's per-channel fields take the place of overrides",
+                ));
+            }
+            let locale = request
+                .locale
+                .as_deref()
+                .map(canonical_locale)
+                .transpose()
+                .map_err(|detail| ApiError::validation("/locale", detail))?;
+            let data = request.data.take().unwrap_or_default();
+            let compiled = Compiled::new(&stored.source)
+                .map_err(crate::routes::templates::template_problem)?;
+            compiled
+                .check_data(&data, channels)
+                .map_err(crate::routes::templates::template_problem)?;
+            if channels.contains(&Channel::Apns) {
+                check_apns_sizes(&compiled, &data)?;
+            }
+            Some(TemplateUse {
+                name,
+                version: stored.version,
+                locale,
+                data,
+                source: stored.source,
+            })
+        }
+    };
+    let category = match request.category.take() {
+        None => None,
+        Some(key) => {
+            crate::routes::profiles::checked_category("/category", &key)?;
+            let Some(found) = lookups.category else {
+                return Err(ApiError::validation(
+                    "/category",
+                    format!("no category {key:?}; create it with PUT /v1/categories/{{key}}"),
+                ));
+            };
+            Some(CategoryUse {
+                key,
+                required: found.required,
+            })
+        }
+    };
+    let content = match request.content.take() {
+        Some(content) => content,
+        None if template.is_some() => Content::default(),
+        None => {
+            return Err(ApiError::validation(
+                "/content",
+                "give content (title, body or data), or a template",
+            ));
+        }
+    };
+    if template.is_none()
+        && content.title.is_none()
+        && content.body.is_none()
+        && content.data.is_none()
+    {
+        return Err(ApiError::validation(
+            "/content",
+            "give at least one of title, body or data",
+        ));
+    }
+    let quiet_hours = request.quiet_hours.unwrap_or_default();
+    let personal = (template.is_some()
+        || category.is_some()
+        || request.quiet_hours.is_some()
+        || lookups.profiles_in_use)
+        .then(|| {
+            Box::new(Personal {
+                template,
+                category,
+                quiet_hours,
+            })
+        });
+    Ok((content, personal))
+}
+
+/// Every locale's APNs payload within APNs' limit (user fields empty).
+fn check_apns_sizes(
+    compiled: &Compiled,
+    data: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    for locale in compiled.source().locales.keys() {
+        let Ok(rendered) =
+            compiled.render(locale, Channel::Apns, data, Some(&serde_json::json!({})))
+        else {
+            continue;
+        };
+        let content = Content {
+            title: rendered.title,
+            body: rendered.body,
+            data: None,
+        };
+        let payload = sprayer_shared::model::apns_payload(&content, rendered.overrides.as_ref());
+        let size = serde_json::to_vec(&payload).map_or(usize::MAX, |bytes| bytes.len());
+        if size > sprayer_shared::model::APNS_MAX_PAYLOAD {
+            return Err(ApiError::validation(
+                "/data",
+                format!(
+                    "the APNs payload of locale {locale} would be {size} bytes; APNs takes at most 4096"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `send_at` checked: RFC 3339, not before now less `accepter.schedule_skew`, not after now
@@ -151,12 +387,20 @@ fn checked_send_at(text: &str, limits: &AccepterSettings) -> Result<i64, ApiErro
 }
 
 fn check(
-    request: SendMessage,
+    mut request: SendMessage,
     limits: &AccepterSettings,
     max_users: usize,
     policy: Option<Vec<Step>>,
+    lookups: Lookups,
 ) -> Result<Checked, ApiError> {
-    let Recipients { user, users, group } = request.to;
+    let Recipients { user, users, group } = std::mem::replace(
+        &mut request.to,
+        Recipients {
+            user: None,
+            users: None,
+            group: None,
+        },
+    );
     let target = match (user, users, group) {
         (Some(user), None, None) => JobTarget::User(checked_id::<UserId>("/to/user", &user)?),
         (None, Some(users), None) => {
@@ -241,7 +485,7 @@ fn check(
             ));
         }
     };
-    let channels = match request.channels {
+    let channels = match request.channels.take() {
         None if steps.is_some() => steps
             .iter()
             .flatten()
@@ -275,13 +519,7 @@ fn check(
         }
     };
 
-    let content = request.content;
-    if content.title.is_none() && content.body.is_none() && content.data.is_none() {
-        return Err(ApiError::validation(
-            "/content",
-            "give at least one of title, body or data",
-        ));
-    }
+    let (content, personal) = checked_personal(&mut request, &channels, lookups)?;
     let overrides = request.overrides.unwrap_or_default();
     for (name, value) in &overrides {
         let field = format!("/overrides/{name}");
@@ -343,6 +581,7 @@ fn check(
         steps,
         send_at,
         cancel_key,
+        personal,
         target,
         to,
         channels,
@@ -480,6 +719,7 @@ fn outgoing(
             }]
         }),
         cancel_key: checked.cancel_key.clone(),
+        personal: checked.personal.clone(),
     });
     let mut jobs = Vec::with_capacity(checked.channels.len());
     for channel in checked.channels.iter().filter(|_| !planned) {
@@ -493,6 +733,7 @@ fn outgoing(
             priority: checked.priority,
             created_at,
             expires_at,
+            personal: checked.personal.clone(),
         };
         let encoded = serde_json::to_vec(&job).map_err(|error| encode_error(&error))?;
         jobs.push((*channel, encoded));
@@ -507,6 +748,17 @@ fn outgoing(
         send_at: checked.send_at,
         steps: checked.steps.unwrap_or_default(),
         cancel_key: checked.cancel_key,
+        template: checked.personal.as_ref().and_then(|personal| {
+            let template = personal.template.as_ref()?;
+            Some(TemplateVersion {
+                name: template.name.clone(),
+                version: template.version,
+            })
+        }),
+        category: checked
+            .personal
+            .as_ref()
+            .and_then(|personal| Some(personal.category.as_ref()?.key.clone())),
     };
     let record = serde_json::to_vec(&record).map_err(|error| encode_error(&error))?;
     Ok((Encoded { jobs, record }, plan))
@@ -592,7 +844,8 @@ pub async fn send(
         Some(name) => policy_steps(&state, &caller.app, name).await?,
         None => None,
     };
-    let checked = check(body.value, accepter, max_users, policy)?;
+    let found = lookups(&state, &caller.app, &body.value).await?;
+    let checked = check(body.value, accepter, max_users, policy, found)?;
     let id = MessageId::generate();
     let fingerprint = hex::encode(&Sha256::digest(&body.raw)[..16]);
     let idem_key = idempotency.map(|key| idempotency_key(&caller.app, &key));

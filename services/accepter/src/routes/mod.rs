@@ -9,7 +9,9 @@ pub mod groups;
 pub mod messages;
 pub mod orchestration;
 pub mod presence;
+pub mod profiles;
 pub mod stats;
+pub mod templates;
 pub mod ws_token;
 
 use axum::Router;
@@ -34,6 +36,10 @@ use crate::state::AppState;
         events::rotate_secret, events::test, events::replay, events::feed, presence::read,
         orchestration::cancel_message, orchestration::cancel_by_key, orchestration::put_policy,
         orchestration::get_policy, orchestration::list_policies, orchestration::delete_policy,
+        templates::put, templates::get, templates::list, templates::delete, templates::render,
+        profiles::put_profile, profiles::get_profile, profiles::delete_profile,
+        profiles::put_preferences, profiles::get_preferences, profiles::put_category,
+        profiles::get_category, profiles::list_categories, profiles::delete_category,
     ),
     components(schemas(
         sprayer_shared::model::EventEnvelope, sprayer_shared::model::EventType,
@@ -43,7 +49,7 @@ use crate::state::AppState;
         sprayer_shared::model::EndpointDisabledData,
     )),
     modifiers(&Security),
-    tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "events"), (name = "policies"))
+    tags((name = "messages"), (name = "endpoints"), (name = "groups"), (name = "events"), (name = "policies"), (name = "templates"), (name = "users"))
 )]
 pub struct ApiDoc;
 
@@ -87,6 +93,31 @@ pub fn api() -> Router<AppState> {
             get(orchestration::get_policy)
                 .put(orchestration::put_policy)
                 .delete(orchestration::delete_policy),
+        )
+        .route("/v1/templates", get(templates::list))
+        .route(
+            "/v1/templates/{name}",
+            get(templates::get)
+                .put(templates::put)
+                .delete(templates::delete),
+        )
+        .route("/v1/templates/{name}/render", post(templates::render))
+        .route(
+            "/v1/users/{user}",
+            get(profiles::get_profile)
+                .put(profiles::put_profile)
+                .delete(profiles::delete_profile),
+        )
+        .route(
+            "/v1/users/{user}/preferences",
+            get(profiles::get_preferences).put(profiles::put_preferences),
+        )
+        .route("/v1/categories", get(profiles::list_categories))
+        .route(
+            "/v1/categories/{key}",
+            get(profiles::get_category)
+                .put(profiles::put_category)
+                .delete(profiles::delete_category),
         )
         .route("/v1/messages/{id}/deliveries", get(feedback::deliveries))
         .route(

@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use sprayer_shared::config::PushSettings;
 use sprayer_shared::expand::Recipient;
 use sprayer_shared::model::{
-    APNS_MAX_PAYLOAD, ApnsProvider, Channel, Job, Priority, Providers, TokenEndpoint,
-    apns_is_alert, apns_payload, delivery_id, now_ms,
+    APNS_MAX_PAYLOAD, ApnsProvider, Channel, Job, Providers, TokenEndpoint, apns_is_alert,
+    apns_payload, delivery_id, now_ms,
 };
 
 use super::{ProviderChannel, PushClientError};
@@ -233,7 +233,7 @@ fn headers(
         .and_then(|o| o["push_type"].as_str())
         .unwrap_or(if alert { "alert" } else { "background" });
     // Background pushes must go at priority 5.
-    let priority = if job.priority == Priority::High && push_type != "background" {
+    let priority = if job.priority.is_urgent() && push_type != "background" {
         "10"
     } else {
         "5"

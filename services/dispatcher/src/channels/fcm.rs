@@ -18,9 +18,7 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use sprayer_shared::expand::Recipient;
-use sprayer_shared::model::{
-    Channel, FcmProvider, Job, Priority, Providers, TokenEndpoint, now_ms,
-};
+use sprayer_shared::model::{Channel, FcmProvider, Job, Providers, TokenEndpoint, now_ms};
 
 use super::ProviderChannel;
 use crate::outcome::Outcome;
@@ -196,7 +194,7 @@ fn message(job: &Job, token: &str) -> Value {
     let overrides = job.overrides.as_ref().and_then(Value::as_object);
     let left = ((job.expires_at - now_ms()) / 1000).max(0);
     let mut android = json!({
-        "priority": if job.priority == Priority::High { "HIGH" } else { "NORMAL" },
+        "priority": if job.priority.is_urgent() { "HIGH" } else { "NORMAL" },
         "ttl": format!("{left}s"),
     });
     if let Some(collapse) = overrides

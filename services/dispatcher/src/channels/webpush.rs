@@ -14,9 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use sprayer_shared::expand::Recipient;
-use sprayer_shared::model::{
-    Channel, Job, Priority, Providers, WebpushEndpoint, WebpushProvider, now_ms,
-};
+use sprayer_shared::model::{Channel, Job, Providers, WebpushEndpoint, WebpushProvider, now_ms};
 use web_push_native::jwt_simple::algorithms::ES256KeyPair;
 use web_push_native::{Auth, WebPushBuilder, p256::PublicKey};
 
@@ -129,13 +127,14 @@ impl WebPush {
             .map_err(WebPushError::Encrypt)?;
         let left = u64::try_from((job.expires_at - now_ms()) / 1000).unwrap_or(0);
         let overrides = job.overrides.as_ref();
-        let urgency = overrides.and_then(|o| o["urgency"].as_str()).unwrap_or(
-            if job.priority == Priority::High {
-                "high"
-            } else {
-                "normal"
-            },
-        );
+        let urgency =
+            overrides
+                .and_then(|o| o["urgency"].as_str())
+                .unwrap_or(if job.priority.is_urgent() {
+                    "high"
+                } else {
+                    "normal"
+                });
         let headers = request.headers_mut();
         headers.insert("ttl", left.into());
         headers.insert(

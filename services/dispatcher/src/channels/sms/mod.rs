@@ -12,7 +12,7 @@
 
 pub mod inbound;
 pub mod receipts;
-pub mod text;
+pub use sprayer_shared::sms_text as text;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ use sprayer_shared::amqp::Publisher;
 use sprayer_shared::config::SmsSettings;
 use sprayer_shared::expand::Recipient;
 use sprayer_shared::model::{
-    AppId, Channel, Job, Priority, Providers, SmsEndpoint, SmsProvider, delivery_id, now_ms,
+    AppId, Channel, Job, Providers, SmsEndpoint, SmsProvider, delivery_id, now_ms,
 };
 use sprayer_shared::redis::RedisConnection;
 use tokio::sync::{Semaphore, watch};
@@ -243,7 +243,7 @@ impl ProviderChannel for Sms {
                     .dest_addr_npi(1)
                     .destination_addr(destination.clone())
                     .esm_class(esm_class)
-                    .priority_flag(if job.priority == Priority::High { 1 } else { 0 })
+                    .priority_flag(if job.priority.is_urgent() { 1 } else { 0 })
                     .validity_period(validity.clone())
                     .registered_delivery(1)
                     .data_coding(encoded.data_coding)
