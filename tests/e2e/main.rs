@@ -9,6 +9,7 @@ mod channels;
 mod events;
 mod faults;
 mod orchestration;
+mod personal;
 mod scale;
 mod security;
 mod support;
