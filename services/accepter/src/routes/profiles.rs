@@ -28,9 +28,21 @@ use crate::state::{AppState, Caller};
 pub struct CategoryView {
     /// Its key.
     pub key: String,
-    /// The category.
-    #[serde(flatten)]
-    pub category: Category,
+    /// A required category reaches every user, whatever their preferences.
+    pub required: bool,
+    /// What it is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl CategoryView {
+    fn of(key: String, category: Category) -> CategoryView {
+        CategoryView {
+            key,
+            required: category.required,
+            description: category.description,
+        }
+    }
 }
 
 /// The app's categories.
@@ -342,10 +354,7 @@ pub async fn put_category(
         .hset::<_, _, _, ()>(&hash, &key, json)
         .await
         .map_err(|error| redis_down(&error))?;
-    Ok(Json(CategoryView {
-        key,
-        category: body.value,
-    }))
+    Ok(Json(CategoryView::of(key, body.value)))
 }
 
 /// Read a category.
@@ -367,10 +376,7 @@ pub async fn get_category(
     let found = category(&state, &caller.app, &key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no category {key}")))?;
-    Ok(Json(CategoryView {
-        key,
-        category: found,
-    }))
+    Ok(Json(CategoryView::of(key, found)))
 }
 
 /// List the app's categories.
@@ -393,12 +399,7 @@ pub async fn list_categories(
         .map_err(|error| redis_down(&error))?;
     let items = all
         .into_iter()
-        .filter_map(|(key, json)| {
-            Some(CategoryView {
-                key,
-                category: serde_json::from_str(&json).ok()?,
-            })
-        })
+        .filter_map(|(key, json)| Some(CategoryView::of(key, serde_json::from_str(&json).ok()?)))
         .collect();
     Ok(Json(CategoryList { items }))
 }

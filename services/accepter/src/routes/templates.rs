@@ -44,9 +44,8 @@ pub struct TemplateView {
     pub version: u64,
     /// When this version was stored (RFC 3339).
     pub updated_at: String,
-    /// The template.
-    #[serde(flatten)]
-    pub source: TemplateSource,
+    /// The template as stored (what the `PUT` took, locale tags canonical).
+    pub template: TemplateSource,
 }
 
 /// The app's templates.
@@ -140,7 +139,7 @@ fn view(name: String, stored: StoredTemplate) -> TemplateView {
         name,
         version: stored.version,
         updated_at: sprayer_shared::feed::rfc3339_ms(stored.updated_at),
-        source: stored.source,
+        template: stored.source,
     }
 }
 
