@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// The layers, first to last.
 const LAYERS: [&[&str]; 5] = [
-    &["model"],
+    &["model", "sms_text"],
     &["config"],
     &["tls"],
     &[
@@ -21,7 +21,7 @@ const LAYERS: [&[&str]; 5] = [
         "signing",
         "wstoken",
     ],
-    &["expand", "ops", "startup", "feed", "schedule"],
+    &["expand", "ops", "startup", "feed", "schedule", "personal"],
 ];
 
 /// `text` without its comment lines.

@@ -2,6 +2,7 @@
 //! none imports one that comes after it:
 //!
 //! 1. [`model`]: identifiers, channels, jobs and delivery feedback: what travels between services;
+//!    [`sms_text`]: SMS text encoding (GSM 03.38 or UCS-2) and parts;
 //! 2. [`config`]: the settings of every service (one module per section), loaded from defaults,
 //!    a file and the environment, and checked without reading a file or opening a connection;
 //! 3. [`tls`]: the TLS files the settings name, read and checked when a service starts;

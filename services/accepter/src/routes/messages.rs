@@ -167,10 +167,19 @@ async fn lookups(
         pipe.hget(categories_key(app), key);
     }
     let mut redis = state.redis.clone();
-    let answers: Vec<redis::Value> = pipe
-        .query_async(&mut redis)
-        .await
-        .map_err(|error| ApiError::unavailable("redis", &error))?;
+    let answers: Vec<redis::Value> = match pipe.query_async(&mut redis).await {
+        Ok(answers) => answers,
+        // A plain send needs nothing from Redis now: it is accepted with profiles to be read
+        // at delivery, which waits for Redis as every delivery does.
+        Err(error) if request.template.is_none() && request.category.is_none() => {
+            tracing::warn!(%error, "cannot tell whether the app's users have profiles; they are read at delivery");
+            return Ok(Lookups {
+                profiles_in_use: true,
+                ..Lookups::default()
+            });
+        }
+        Err(error) => return Err(ApiError::unavailable("redis", &error)),
+    };
     let mut answers = answers.into_iter();
     let profiles_in_use = answers
         .next()
