@@ -23,7 +23,8 @@ async fn wait_for(mut done: impl AsyncFnMut() -> bool) -> Option<f64> {
     None
 }
 
-async fn summary_count(platform: &Platform, id: &str, channel: &str, status: &str) -> u64 {
+/// `GET /v1/messages/{id}` (null when it does not answer).
+pub async fn summary(platform: &Platform, id: &str) -> Value {
     let Ok(response) = platform
         .http
         .get(format!("{}/v1/messages/{id}", platform.api))
@@ -31,10 +32,15 @@ async fn summary_count(platform: &Platform, id: &str, channel: &str, status: &st
         .send()
         .await
     else {
-        return 0;
+        return Value::Null;
     };
-    let summary: Value = response.json().await.unwrap_or(Value::Null);
-    summary["summary"][channel][status].as_u64().unwrap_or(0)
+    response.json().await.unwrap_or(Value::Null)
+}
+
+async fn summary_count(platform: &Platform, id: &str, channel: &str, status: &str) -> u64 {
+    summary(platform, id).await["summary"][channel][status]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 /// Puts users `f0..` in the group `fan`, each with a webhook at `sink` and an inbox.

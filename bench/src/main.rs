@@ -19,6 +19,7 @@ mod feedback;
 mod latency;
 mod orchestration;
 mod peers;
+mod personal;
 mod platform;
 mod report;
 mod sink;
@@ -28,9 +29,10 @@ mod sockets;
 use clap::Parser;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "accept",
     "fanout",
+    "personal",
     "feedback",
     "events",
     "timers",
@@ -131,6 +133,10 @@ async fn main() -> anyhow::Result<()> {
     if wanted("fanout") {
         settle().await;
         report.add("fanout", fanout::run(args.fanout_users).await?);
+    }
+    if wanted("personal") {
+        settle().await;
+        report.add("personal", personal::run(args.fanout_users).await?);
     }
     if wanted("feedback") {
         settle().await;

@@ -177,6 +177,13 @@ pub fn endpoints_key(app: &AppId, user: &UserId, channel: Channel) -> String {
     format!("ep:{{{app}:{user}}}:{channel}")
 }
 
+/// `msisdn:{app}`: HASH of phone number (E.164, with its `+`) → the user who last registered
+/// an `sms` endpoint with it, so that a STOP by SMS finds its user. An entry outlives the
+/// endpoint it came from: a reader checks the user's `sms` endpoints still hold the number.
+pub fn msisdn_owner_key(app: &AppId) -> String {
+    format!("msisdn:{{{app}}}")
+}
+
 /// `pres:{app:user}`: HASH of the user's presence: per deliverer node its socket count
 /// (`n:<node>`) and until when that is known alive (`u:<node>`), `online` and `since`.
 pub fn presence_key(app: &AppId, user: &UserId) -> String {

@@ -4,19 +4,14 @@
 //   SHOWN <message id>   a message with the expected body is on the page
 //   ACKED <message id>   the page marked it acked (the server confirmed the ack)
 // Usage: node browser_demo.js <demo page URL> <expected body> [timeout seconds]
-const { chromium } = require("playwright-core");
+const { launch, reportingPage, run } = require("./chromium");
 
 async function main() {
   const [url, expected, seconds = "60"] = process.argv.slice(2);
   const timeout = Number(seconds) * 1000;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
+  const browser = await launch();
   try {
-    const page = await browser.newPage();
-    page.on("console", (message) => process.stderr.write(`page: ${message.text()}\n`));
-    page.on("pageerror", (error) => process.stderr.write(`page error: ${error}\n`));
+    const page = await reportingPage(browser);
     await page.goto(url);
     await page.waitForSelector('#status[data-state="open"]', { timeout });
     console.log("CONNECTED");
@@ -31,7 +26,4 @@ async function main() {
   }
 }
 
-main().catch((error) => {
-  console.error(`browser_demo: ${error}`);
-  process.exit(1);
-});
+run("browser_demo", main);

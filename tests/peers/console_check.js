@@ -7,7 +7,7 @@
 //   SCREENSHOT <png path>
 //   REFUSED <status text>       the wrong token was refused and the token form is back
 // Usage: node console_check.js <console URL> <admin token> <png path> <app cards> [timeout s]
-const { chromium } = require("playwright-core");
+const { launch, reportingPage, run } = require("./chromium");
 
 async function signIn(page, url, token) {
   await page.goto(url);
@@ -18,15 +18,10 @@ async function signIn(page, url, token) {
 async function main() {
   const [url, token, png, apps, seconds = "60"] = process.argv.slice(2);
   const timeout = Number(seconds) * 1000;
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-  });
+  const browser = await launch();
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const page = await context.newPage();
-    page.on("console", (message) => process.stderr.write(`page: ${message.text()}\n`));
-    page.on("pageerror", (error) => process.stderr.write(`page error: ${error}\n`));
+    const page = await reportingPage(context);
     await signIn(page, url, token);
     await page.waitForSelector('#status[data-state="ready"]', { timeout });
     await page.waitForFunction(
@@ -57,7 +52,4 @@ async function main() {
   }
 }
 
-main().catch((error) => {
-  console.error(`console_check: ${error}`);
-  process.exit(1);
-});
+run("console_check", main);

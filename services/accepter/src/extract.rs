@@ -56,66 +56,10 @@ fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
     }
 }
 
-/// Decodes JSON: syntax errors are 400, wrong shapes are 422 naming the field. Every body of
-/// the API is an object; serde would read a struct from an array of its fields in order
-/// (`[null]` as `{"ttl": null}`), so an array is refused first.
+/// Decodes JSON: syntax errors are 400, wrong shapes are 422 naming the field
+/// ([`sprayer_shared::model::json::decode`]).
 pub fn decode<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
-    if raw.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(ApiError::validation(
-            "/",
-            "must be a JSON object, not an array",
-        ));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(raw);
-    let result: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
-    match result {
-        Ok(value) => {
-            deserializer
-                .end()
-                .map_err(|error| ApiError::malformed(format!("malformed JSON: {error}")))?;
-            Ok(value)
-        }
-        Err(error) => {
-            let pointer = pointer(error.path());
-            let inner = error.into_inner();
-            if inner.is_syntax() || inner.is_eof() || inner.is_io() {
-                Err(ApiError::malformed(format!("malformed JSON: {inner}")))
-            } else {
-                Err(ApiError::validation(
-                    pointer,
-                    strip_position(&inner.to_string()),
-                ))
-            }
-        }
-    }
-}
-
-/// serde's path (`to.users[3]`) as a JSON Pointer (`/to/users/3`).
-fn pointer(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut pointer = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => pointer.push_str(&format!("/{index}")),
-            Segment::Map { key } => {
-                pointer.push_str(&format!("/{}", key.replace('~', "~0").replace('/', "~1")));
-            }
-            Segment::Enum { variant } => pointer.push_str(&format!("/{variant}")),
-            Segment::Unknown => {}
-        }
-    }
-    if pointer.is_empty() {
-        "/".into()
-    } else {
-        pointer
-    }
-}
-
-fn strip_position(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(index) => message[..index].to_owned(),
-        None => message.to_owned(),
-    }
+    sprayer_shared::model::json::decode(raw).map_err(ApiError::from_json)
 }
 
 /// Path parameters, with a problem+json answer when they do not parse.

@@ -51,6 +51,15 @@ impl ApiError {
         }
     }
 
+    /// A body that did not decode: 400 when it is not JSON, else 422 naming the field.
+    pub fn from_json(error: sprayer_shared::model::json::JsonError) -> Self {
+        use sprayer_shared::model::json::JsonError;
+        match error {
+            JsonError::Malformed(detail) => Self::malformed(format!("malformed JSON: {detail}")),
+            JsonError::Invalid { field, detail } => Self::validation(field, detail),
+        }
+    }
+
     /// Names the input at fault.
     pub fn at(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

@@ -18,6 +18,13 @@
 //
 // A message is dispatched once per page even when the server sends it again (it was not acked
 // in time); acks are sent again after a reconnect until the server confirms them.
+//
+// The user's own preferences, over HTTP with the same token (no socket needed):
+//   const { preferences, categories } = await client.preferences.get();
+//   await client.preferences.set({ channels: { sms: false }, categories: { news: { enabled: false } } });
+// Both resolve to {user, preferences, categories: [{key, required, description}]}; a refusal
+// rejects with an Error whose `problem` is the server's problem+json (its `field` names the
+// input at fault).
 
 const FATAL = new Set([4001, 4003]);
 const EXPIRED = 4002;
@@ -44,6 +51,10 @@ export class SprayerClient extends EventTarget {
     this.flushTimer = null;
     this.watchdog = null;
     this.lastFrameAt = 0;
+    this.preferences = {
+      get: () => this.#preferences("GET"),
+      set: (preferences) => this.#preferences("PUT", preferences),
+    };
   }
 
   /** Opens the socket; reconnects on its own until close() is called. */
@@ -67,6 +78,30 @@ export class SprayerClient extends EventTarget {
       this.unconfirmed.add(id);
     }
     if (!this.flushTimer) this.flushTimer = setTimeout(() => this.#flushAcks(), 20);
+  }
+
+  async #currentToken() {
+    return this.getToken ? await this.getToken() : this.token;
+  }
+
+  async #preferences(method, preferences) {
+    const token = await this.#currentToken();
+    const payload = JSON.parse(atob(String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    const base = new URL(this.url);
+    base.protocol = base.protocol === "wss:" ? "https:" : "http:";
+    const url = new URL(`/v1/users/${encodeURIComponent(payload.sub)}/preferences`, base);
+    const response = await fetch(url, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: method === "PUT" ? JSON.stringify(preferences || {}) : undefined,
+    });
+    const body = await response.json();
+    if (!response.ok) {
+      const error = new Error(body.detail || `preferences: HTTP ${response.status}`);
+      error.problem = body;
+      throw error;
+    }
+    return body;
   }
 
   async #open() {

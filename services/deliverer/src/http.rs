@@ -1,5 +1,5 @@
-//! The deliverer's HTTP routes: `GET /v1/ws` (the WebSocket), the demo page and its client
-//! module, and the operations endpoints.
+//! The deliverer's HTTP routes: `GET /v1/ws` (the WebSocket), the user's own preferences
+//! ([`crate::preferences`]), the demo page and its client module, and the operations endpoints.
 
 use std::sync::Arc;
 
@@ -25,7 +25,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/ws", get(upgrade))
         .route("/demo", get(demo))
         .route("/sprayer-client.js", get(client_module))
-        .with_state(hub)
+        .with_state(hub.clone())
+        .merge(crate::preferences::router(hub))
 }
 
 fn parse_query(raw: Option<&str>) -> Connect {

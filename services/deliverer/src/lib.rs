@@ -6,7 +6,8 @@
 //!   [`inbox`]es and publishes [`wake`]-ups to the nodes that hold their sockets (found in
 //!   `conn:`);
 //! - [`http`] upgrades `GET /v1/ws`, and [`socket`] runs each socket: the backlog, live
-//!   messages, acks, heartbeats and close codes, by the frame [`protocol`];
+//!   messages, acks, heartbeats and close codes, by the frame [`protocol`]; [`preferences`]
+//!   lets the user's own browser read and set their preferences with their token;
 //! - [`registry`] is this node's map of sockets and its `conn:` entries; [`presence`] counts
 //!   every node's sockets of each user and makes `user.online` and `user.offline`;
 //! - [`reporter`] publishes `sent`, `delivered` and `expired`; [`sweeper`] expires messages of
@@ -19,6 +20,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod hub;
 pub mod inbox;
+pub mod preferences;
 pub mod presence;
 pub mod protocol;
 pub mod registry;

@@ -22,6 +22,12 @@ pub struct SmsSettings {
     /// How long the SMSC message ids are kept to match delivery receipts.
     #[serde(with = "humantime_serde")]
     pub receipt_ttl: Duration,
+    /// An inbound SMS whose whole text is one of these (any case, trailing punctuation aside)
+    /// opts the user who registered the sending number out of SMS, or out of the SMS of the
+    /// app's categories marked `stop_by_sms`. Empty: no keyword is acted on.
+    pub stop_keywords: Vec<String>,
+    /// An inbound SMS whose whole text is one of these opts the user back in.
+    pub start_keywords: Vec<String>,
 }
 
 impl Default for SmsSettings {
@@ -32,6 +38,18 @@ impl Default for SmsSettings {
             enquire_link: Duration::from_secs(30),
             bind_wait: Duration::from_secs(10),
             receipt_ttl: Duration::from_secs(72 * 3600),
+            stop_keywords: [
+                "STOP",
+                "STOPALL",
+                "UNSUBSCRIBE",
+                "CANCEL",
+                "END",
+                "QUIT",
+                "ARRET",
+            ]
+            .map(String::from)
+            .to_vec(),
+            start_keywords: ["START", "UNSTOP", "SUBSCRIBE"].map(String::from).to_vec(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod endpoint;
 mod event;
 mod ids;
 mod job;
+pub mod json;
 mod orchestration;
 mod personal;
 mod providers;

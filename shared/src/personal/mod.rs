@@ -8,6 +8,7 @@
 //! or once per user when it reads `user.*`.
 
 pub mod profile;
+pub mod store;
 pub mod template;
 
 use std::collections::HashMap;

@@ -44,6 +44,10 @@ pub struct Category {
     /// What it is for, shown to users choosing their preferences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A STOP by SMS opts the user out of this category's SMS rather than out of SMS as a
+    /// whole (START opts back in); when no category of the app says so, STOP stops all SMS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_by_sms: bool,
 }
 
 /// The hours a user is not to be disturbed, in their time zone.

@@ -4,16 +4,14 @@
 //! listener, signs in, draws it, and the screenshot shows charts; a wrong token is refused.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 use crate::support::app::TestApp;
-use crate::support::local::{TempDir, root};
+use crate::support::local::TempDir;
+use crate::support::peers::browser::BrowserScript;
 use crate::support::receiver::{Behavior, Receiver, webhook_secret};
 use crate::support::wait::wait_until;
 
@@ -87,11 +85,6 @@ async fn traffic(app: &TestApp, receiver: &Receiver) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_draws_traffic_feedback_queues_and_dead_letters_and_refuses_a_wrong_token() {
-    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "{chromium} is missing: run `make test` (it installs Debian's chromium)"
-    );
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let token = app.admin_token();
@@ -234,39 +227,26 @@ async fn the_console_draws_traffic_feedback_queues_and_dead_letters_and_refuses_
     // Chromium: sign in, wait for the charts, take the screenshot; a wrong token is refused.
     let dir = TempDir::new("sprayer-console");
     let png = dir.path().join("console.png");
-    let mut browser = Command::new("node")
-        .arg(root().join("tests/peers/console_check.js"))
-        .arg(format!("{}/console", app.admin))
-        .arg(&token)
-        .arg(&png)
-        .arg("2")
-        .arg(WAIT.as_secs().to_string())
-        .env("CHROMIUM_PATH", &chromium)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs the browser script");
-    let mut lines = BufReader::new(browser.stdout.take().expect("stdout")).lines();
-    let mut next_line = async || {
-        tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .flatten()
-            .unwrap_or_default()
-    };
+    let console = format!("{}/console", app.admin);
+    let png_path = png.display().to_string();
+    let seconds = WAIT.as_secs().to_string();
+    let mut browser = BrowserScript::start(
+        "console_check.js",
+        &[&console, &token, &png_path, "2", &seconds],
+    );
     // Two app cards of two charts each, the queue chart, one dead-letter tile above 0, the
     // event endpoint.
-    assert_eq!(next_line().await, "RENDERED 2 5 1 1");
-    assert_eq!(next_line().await, "STORED session=true local=0");
-    assert_eq!(next_line().await, format!("SCREENSHOT {}", png.display()));
-    assert_eq!(next_line().await, "REFUSED the admin token is not valid");
-    let status = tokio::time::timeout(WAIT, browser.wait()).await;
-    assert!(
-        matches!(status, Ok(Ok(status)) if status.success()),
-        "the browser script ends cleanly: {status:?}"
+    assert_eq!(browser.next_line(WAIT).await, "RENDERED 2 5 1 1");
+    assert_eq!(browser.next_line(WAIT).await, "STORED session=true local=0");
+    assert_eq!(
+        browser.next_line(WAIT).await,
+        format!("SCREENSHOT {png_path}")
     );
+    assert_eq!(
+        browser.next_line(WAIT).await,
+        "REFUSED the admin token is not valid"
+    );
+    browser.assert_success(WAIT).await;
     check_screenshot(&std::fs::read(&png).expect("the screenshot"));
     if let Ok(keep) = std::env::var("SPRAYER_KEEP_SCREENSHOT") {
         std::fs::copy(&png, keep).expect("copy the screenshot");

@@ -225,3 +225,89 @@ async fn a_part_refused_while_redis_is_down_comes_again_and_the_message_arrives_
         mo_answers(&peer)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stop_and_start_by_sms_change_the_senders_preferences_and_say_so_in_the_event() {
+    let peer = SmscPeer::start("keywords", "pw", 50);
+    let app = bound_sms_app(&peer, |_| {}).await;
+    let mo = |from: &str, text: &str| {
+        peer.send_mo(&json!({
+            "source_addr": from, "destination_addr": "15550001",
+            "data_coding": 0, "esm_class": 0, "short_message": to_hex(text.as_bytes()),
+        }));
+    };
+    let event_for = async |text: &str| {
+        let found = wait_until(Duration::from_secs(15), || async {
+            whole_feed(&app, Some("inbound.sms"))
+                .await
+                .into_iter()
+                .find(|event| event["data"]["text"] == text)
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("an inbound.sms event for {text:?}"))
+    };
+    let preferences = async || app.get("/v1/users/reader/preferences").await.1;
+    let send = async |category: Option<&str>| {
+        let mut body =
+            json!({"to": {"user": "reader"}, "channels": ["sms"], "content": {"body": "News"}});
+        if let Some(category) = category {
+            body["category"] = json!(category);
+        }
+        app.send_ok(&body).await
+    };
+    let wait = Duration::from_secs(20);
+
+    // STOP from the reader's number: SMS off for them, and the event says who and what.
+    mo("31612345678", "Stop");
+    let stop = event_for("Stop").await;
+    assert_eq!(stop["data"]["keyword"], "stop", "{stop}");
+    assert_eq!(stop["data"]["user"], "reader", "{stop}");
+    assert_eq!(stop["data"]["changed"], json!(["sms"]), "{stop}");
+    assert_eq!(preferences().await, json!({"channels": {"sms": false}}));
+    let skipped = send(None).await;
+    app.wait_for_status(&skipped, "sms", "skipped", 1, wait)
+        .await;
+
+    // START turns it back on.
+    mo("31612345678", "START");
+    let start = event_for("START").await;
+    assert_eq!(start["data"]["keyword"], "start", "{start}");
+    assert_eq!(preferences().await, json!({"channels": {"sms": true}}));
+    let sent = send(None).await;
+    app.wait_for_status(&sent, "sms", "delivered", 1, wait)
+        .await;
+
+    // From a number no user registered: the event, nobody changed; an ordinary text is no
+    // keyword.
+    mo("447700900999", "stop");
+    let stranger = event_for("stop").await;
+    assert_eq!(stranger["data"]["keyword"], "stop", "{stranger}");
+    assert_eq!(stranger["data"]["user"], Value::Null, "{stranger}");
+    assert_eq!(stranger["data"]["changed"], json!([]), "{stranger}");
+    mo("31612345678", "please stop the noise");
+    let chat = event_for("please stop the noise").await;
+    assert!(chat["data"].get("keyword").is_none(), "{chat}");
+
+    // An app that maps STOP to a category: only that category's SMS stop.
+    let (status, body) = crate::personal::call(
+        &app,
+        reqwest::Method::PUT,
+        "/v1/categories/promo",
+        &json!({"stop_by_sms": true}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stop_by_sms"], true, "{body}");
+    mo("31612345678", "STOP.");
+    let mapped = event_for("STOP.").await;
+    assert_eq!(mapped["data"]["changed"], json!(["promo"]), "{mapped}");
+    assert_eq!(
+        preferences().await,
+        json!({"channels": {"sms": true}, "categories": {"promo": {"channels": {"sms": false}}}})
+    );
+    let promo = send(Some("promo")).await;
+    app.wait_for_status(&promo, "sms", "skipped", 1, wait).await;
+    let plain = send(None).await;
+    app.wait_for_status(&plain, "sms", "delivered", 1, wait)
+        .await;
+}

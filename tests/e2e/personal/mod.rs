@@ -1,6 +1,7 @@
 //! Personal messages: templates in the user's locale, preferences and categories, quiet hours,
 //! and the inputs refused.
 
+mod browser;
 mod inputs;
 mod preferences;
 mod quiet_hours;

@@ -11,9 +11,13 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use sprayer_shared::model::{AppId, Channel, DeviceId, GroupId, IdError, UserId, WebhookAddress};
+use sprayer_shared::model::{
+    AppId, Channel, DeviceId, GroupId, IdError, SmsEndpoint, UserId, WebhookAddress,
+};
 use sprayer_shared::netguard::AddressGuard;
-use sprayer_shared::redis::{endpoints_key, group_channel_key, shard_of, user_groups_key};
+use sprayer_shared::redis::{
+    endpoints_key, group_channel_key, msisdn_owner_key, shard_of, user_groups_key,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{JsonBody, PathParams, QueryParams};
@@ -346,6 +350,16 @@ pub async fn register_all(
             registration.device.as_str(),
             &registration.stored,
         );
+        if registration.channel == Channel::Sms
+            && let Ok(sms) = serde_json::from_str::<SmsEndpoint>(&registration.stored)
+        {
+            pipe.hset(
+                msisdn_owner_key(app),
+                sms.msisdn,
+                registration.user.as_str(),
+            )
+            .ignore();
+        }
         if seen.insert(&registration.user) {
             users.push(&registration.user);
         }

@@ -3,8 +3,6 @@
 //! `GET /v1/categories`. Profiles and preferences live in one Redis hash per user
 //! (`prof:{app:user}`), read in batches by the dispatchers and the deliverer.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,9 +10,9 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use sprayer_shared::model::{AppId, GroupId, UserId};
 use sprayer_shared::personal::profile::{
-    Category, Preferences, Profile, categories_key, preference_channel, profile_key,
-    profiles_in_use_key,
+    Category, Preferences, Profile, categories_key, profile_key,
 };
+use sprayer_shared::personal::store::{self, StoreError};
 use sprayer_shared::personal::template::canonical_locale;
 use utoipa::ToSchema;
 
@@ -33,14 +31,19 @@ pub struct CategoryView {
     /// What it is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A STOP by SMS opts users out of this category's SMS rather than of all SMS.
+    #[serde(default)]
+    pub stop_by_sms: bool,
 }
 
 impl CategoryView {
-    fn of(key: String, category: Category) -> CategoryView {
+    /// The view of category `key`.
+    pub fn of(key: String, category: Category) -> CategoryView {
         CategoryView {
             key,
             required: category.required,
             description: category.description,
+            stop_by_sms: category.stop_by_sms,
         }
     }
 }
@@ -103,45 +106,12 @@ pub fn checked_profile(mut profile: Profile) -> Result<Profile, ApiError> {
     Ok(profile)
 }
 
-/// Preferences checked: channel names (or `push`) and categories the app has.
-pub async fn checked_preferences(
-    state: &AppState,
-    app: &AppId,
-    preferences: &Preferences,
-) -> Result<(), ApiError> {
-    for name in preferences.channels.keys() {
-        if !preference_channel(name) {
-            return Err(ApiError::validation(
-                format!("/channels/{name}"),
-                "a channel (sms, email, apns, fcm, webpush, http, ws) or push",
-            ));
-        }
+/// A store's refusal as an API error.
+pub fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Invalid { field, detail } => ApiError::validation(field, detail),
+        StoreError::Redis(error) => redis_down(&error),
     }
-    if preferences.categories.is_empty() {
-        return Ok(());
-    }
-    let mut redis = state.redis.clone();
-    let known: BTreeMap<String, String> = redis
-        .hgetall(categories_key(app))
-        .await
-        .map_err(|error| redis_down(&error))?;
-    for (key, chosen) in &preferences.categories {
-        if !known.contains_key(key) {
-            return Err(ApiError::validation(
-                format!("/categories/{key}"),
-                format!("no category {key}; create it with PUT /v1/categories/{{key}}"),
-            ));
-        }
-        for name in chosen.channels.keys() {
-            if !preference_channel(name) {
-                return Err(ApiError::validation(
-                    format!("/categories/{key}/channels/{name}"),
-                    "a channel (sms, email, apns, fcm, webpush, http, ws) or push",
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Store a user's profile.
@@ -172,7 +142,9 @@ pub async fn put_profile(
         .hset::<_, _, _, ()>(profile_key(&caller.app, &user), "profile", json)
         .await
         .map_err(|error| redis_down(&error))?;
-    mark_in_use(state.redis.clone(), &caller.app).await?;
+    store::mark_in_use(&mut redis, &caller.app)
+        .await
+        .map_err(|error| redis_down(&error))?;
     Ok(Json(profile))
 }
 
@@ -227,51 +199,6 @@ pub async fn delete_profile(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Stores `preferences` for `user` once checked.
-pub async fn store_preferences(
-    state: &AppState,
-    app: &AppId,
-    user: &UserId,
-    preferences: &Preferences,
-) -> Result<(), ApiError> {
-    checked_preferences(state, app, preferences).await?;
-    let json = serde_json::to_string(preferences)
-        .map_err(|error| ApiError::validation("/", error.to_string()))?;
-    let mut redis = state.redis.clone();
-    redis
-        .hset::<_, _, _, ()>(profile_key(app, user), "preferences", json)
-        .await
-        .map_err(|error| redis_down(&error))?;
-    mark_in_use(redis, app).await
-}
-
-/// Marks the app as one whose messages read profiles (see [`profiles_in_use_key`]).
-async fn mark_in_use(
-    mut redis: sprayer_shared::redis::RedisConnection,
-    app: &AppId,
-) -> Result<(), ApiError> {
-    redis
-        .set::<_, _, ()>(profiles_in_use_key(app), 1)
-        .await
-        .map_err(|error| redis_down(&error))
-}
-
-/// `user`'s preferences (none stored: everything on).
-pub async fn load_preferences(
-    state: &AppState,
-    app: &AppId,
-    user: &UserId,
-) -> Result<Preferences, ApiError> {
-    let mut redis = state.redis.clone();
-    let json: Option<String> = redis
-        .hget(profile_key(app, user), "preferences")
-        .await
-        .map_err(|error| redis_down(&error))?;
-    Ok(json
-        .and_then(|json| serde_json::from_str(&json).ok())
-        .unwrap_or_default())
-}
-
 /// Set a user's preferences.
 #[utoipa::path(
     put, path = "/v1/users/{user}/preferences", tag = "users",
@@ -291,7 +218,10 @@ pub async fn put_preferences(
     body: JsonBody<Preferences>,
 ) -> Result<Json<Preferences>, ApiError> {
     let user = checked_id::<UserId>("user", &user)?;
-    store_preferences(&state, &caller.app, &user, &body.value).await?;
+    let mut redis = state.redis.clone();
+    store::store_preferences(&mut redis, &caller.app, &user, &body.value)
+        .await
+        .map_err(store_error)?;
     Ok(Json(body.value))
 }
 
@@ -311,7 +241,11 @@ pub async fn get_preferences(
     PathParams(user): PathParams<String>,
 ) -> Result<Json<Preferences>, ApiError> {
     let user = checked_id::<UserId>("user", &user)?;
-    load_preferences(&state, &caller.app, &user).await.map(Json)
+    let mut redis = state.redis.clone();
+    store::load_preferences(&mut redis, &caller.app, &user)
+        .await
+        .map(Json)
+        .map_err(|error| redis_down(&error))
 }
 
 /// Store a category.
@@ -393,13 +327,11 @@ pub async fn list_categories(
     caller: Caller,
 ) -> Result<Json<CategoryList>, ApiError> {
     let mut redis = state.redis.clone();
-    let all: BTreeMap<String, String> = redis
-        .hgetall(categories_key(&caller.app))
+    let items = store::categories(&mut redis, &caller.app)
         .await
-        .map_err(|error| redis_down(&error))?;
-    let items = all
+        .map_err(|error| redis_down(&error))?
         .into_iter()
-        .filter_map(|(key, json)| Some(CategoryView::of(key, serde_json::from_str(&json).ok()?)))
+        .map(|(key, category)| CategoryView::of(key, category))
         .collect();
     Ok(Json(CategoryList { items }))
 }

@@ -7,6 +7,7 @@
 //! - [`webpush`]: a push service checking VAPID and decrypting like a browser (`webpush`).
 //! - [`smsc`]: an SMPP 3.4 SMSC simulator with delivery receipts (`sms`).
 //! - [`events`]: an event endpoint verifying batches with the `standardwebhooks` library.
+//! - [`browser`]: headless Chromium running a page script.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use super::local::root;
 
 pub mod apns;
+pub mod browser;
 pub mod events;
 pub mod fcm;
 pub mod smsc;

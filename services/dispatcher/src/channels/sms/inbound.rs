@@ -16,13 +16,24 @@
 //! addresses, reference, part count and text; for a single one the bytes of its PDU), so the
 //! same message made twice (a part sent again while the first was being published) has the
 //! same id, and the feed keeps it once.
+//!
+//! A whole text that is a STOP or START keyword ([`Keywords`]) changes the preferences of the
+//! user who registered the sending number (`msisdn:{app}`, checked against their `sms`
+//! endpoints) before the event is published, and the event says so (`keyword`, `user`,
+//! `changed`); when the change cannot be stored the part is refused and comes again.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use redis::AsyncCommands;
 use serde_json::json;
 use smpp34::deliver_sm;
-use sprayer_shared::model::{AppEvent, AppId, EventType, StatusBatch, event_id, now_ms};
+use sprayer_shared::config::SmsSettings;
+use sprayer_shared::model::{
+    AppEvent, AppId, Channel, EventType, SmsEndpoint, StatusBatch, UserId, event_id, now_ms,
+};
+use sprayer_shared::personal::store;
+use sprayer_shared::redis::{endpoints_key, msisdn_owner_key};
 
 use super::receipts::BindListener;
 use super::text;
@@ -147,6 +158,45 @@ pub fn parse_inbound(pdu: &deliver_sm) -> InboundPart {
             .or(header)
             .filter(|part| part.total > 1 && (1..=part.total).contains(&part.sequence)),
         payload: payload.to_vec(),
+    }
+}
+
+/// The STOP and START keywords, upper-cased.
+#[derive(Debug, Clone, Default)]
+pub struct Keywords {
+    stop: Vec<String>,
+    start: Vec<String>,
+}
+
+impl Keywords {
+    /// The keywords of the `[sms]` settings.
+    pub fn new(settings: &SmsSettings) -> Keywords {
+        let upper = |words: &[String]| {
+            words
+                .iter()
+                .map(|word| word.trim().to_uppercase())
+                .collect()
+        };
+        Keywords {
+            stop: upper(&settings.stop_keywords),
+            start: upper(&settings.start_keywords),
+        }
+    }
+
+    /// `Some(false)` for a STOP, `Some(true)` for a START: the whole text, in any case, with
+    /// surrounding spaces and trailing punctuation left out.
+    pub fn read(&self, text: &str) -> Option<bool> {
+        let word = text
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace())
+            .to_uppercase();
+        if self.stop.contains(&word) {
+            Some(false)
+        } else if self.start.contains(&word) {
+            Some(true)
+        } else {
+            None
+        }
     }
 }
 
@@ -298,9 +348,66 @@ impl BindListener {
         Ok(whole)
     }
 
+    /// The user whose `sms` endpoint has the number `from` (`+` and digits), if any.
+    async fn owner_of(&self, from: &str) -> redis::RedisResult<Option<UserId>> {
+        let number = if from.starts_with('+') {
+            from.to_owned()
+        } else {
+            format!("+{from}")
+        };
+        let mut redis = self.redis.clone();
+        let owner: Option<String> = redis.hget(msisdn_owner_key(&self.app), &number).await?;
+        let Some(user) = owner.and_then(|owner| UserId::parse(owner).ok()) else {
+            return Ok(None);
+        };
+        let addresses: Vec<String> = redis
+            .hvals(endpoints_key(&self.app, &user, Channel::Sms))
+            .await?;
+        let holds = addresses.iter().any(|address| {
+            serde_json::from_str::<SmsEndpoint>(address).is_ok_and(|sms| sms.msisdn == number)
+        });
+        Ok(holds.then_some(user))
+    }
+
+    /// Acts on a STOP (`on` false) or START from `from`: the user and what changed, in the
+    /// event's data.
+    async fn opt(
+        &self,
+        from: &str,
+        on: bool,
+        data: &mut serde_json::Value,
+    ) -> redis::RedisResult<()> {
+        let keyword = if on { "start" } else { "stop" };
+        let owner = self.owner_of(from).await?;
+        let changed = match &owner {
+            Some(user) => {
+                let mut redis = self.redis.clone();
+                store::set_sms(&mut redis, &self.app, user, on).await?
+            }
+            None => Vec::new(),
+        };
+        let matched = if owner.is_some() { "true" } else { "false" };
+        metrics::counter!("sprayer_sms_keywords_total", "keyword" => keyword, "matched" => matched)
+            .increment(1);
+        match &owner {
+            Some(user) => tracing::info!(
+                app = %self.app, %user, keyword, ?changed,
+                "an SMS keyword changed a user's preferences"
+            ),
+            None => tracing::info!(
+                app = %self.app, keyword,
+                "an SMS keyword from a number no user registered"
+            ),
+        }
+        data["keyword"] = json!(keyword);
+        data["user"] = json!(owner.as_ref().map(UserId::as_str));
+        data["changed"] = json!(changed);
+        Ok(())
+    }
+
     /// Publishes the event of a whole message; `false` when its last part should come again.
     async fn publish_inbound(&self, message: &InboundPart, parts: u8, identity: &str) -> bool {
-        let event = inbound_event(
+        let mut event = inbound_event(
             &self.app,
             &self.system_id,
             message,
@@ -308,6 +415,15 @@ impl BindListener {
             identity,
             now_ms(),
         );
+        let keyword = event.data["text"]
+            .as_str()
+            .and_then(|text| self.keywords.read(text));
+        if let Some(on) = keyword
+            && let Err(error) = self.opt(&message.from, on, &mut event.data).await
+        {
+            tracing::warn!(%error, app = %self.app, "cannot act on an SMS keyword; the SMSC will send it again");
+            return false;
+        }
         let batch = StatusBatch {
             app_events: vec![event],
             steps: Vec::new(),
@@ -414,6 +530,23 @@ mod tests {
         assert_eq!(parse_inbound(&udh_unflagged).concatenation, None);
         let out_of_range = mobile_originated(0x40, 0, &[0x05, 0x00, 0x03, 7, 2, 3, b'a']);
         assert_eq!(parse_inbound(&out_of_range).concatenation, None);
+    }
+
+    #[test]
+    fn keywords_are_whole_texts_in_any_case() {
+        let keywords = Keywords::new(&SmsSettings::default());
+        assert_eq!(keywords.read("STOP"), Some(false));
+        assert_eq!(keywords.read(" stop. "), Some(false));
+        assert_eq!(keywords.read("Arret"), Some(false));
+        assert_eq!(keywords.read("start!"), Some(true));
+        assert_eq!(keywords.read("please stop"), None);
+        assert_eq!(keywords.read("STOPPED"), None);
+        let none = Keywords::new(&SmsSettings {
+            stop_keywords: Vec::new(),
+            start_keywords: Vec::new(),
+            ..SmsSettings::default()
+        });
+        assert_eq!(none.read("STOP"), None);
     }
 
     #[test]

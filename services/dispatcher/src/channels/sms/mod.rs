@@ -50,6 +50,7 @@ pub struct Sms {
     publisher: Arc<Publisher>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     stop: CancellationToken,
+    keywords: Arc<inbound::Keywords>,
 }
 
 impl Drop for Sms {
@@ -83,6 +84,7 @@ impl Sms {
     /// A sender; binds are opened on first use per app account.
     pub fn new(settings: SmsSettings, redis: RedisConnection, publisher: Arc<Publisher>) -> Sms {
         Sms {
+            keywords: Arc::new(inbound::Keywords::new(&settings)),
             settings,
             redis,
             publisher,
@@ -118,6 +120,7 @@ impl Sms {
             drops: watch::channel(0).0,
             redis: self.redis.clone(),
             publisher: self.publisher.clone(),
+            keywords: self.keywords.clone(),
         });
         tokio::spawn(keep_bound(
             provider.clone(),

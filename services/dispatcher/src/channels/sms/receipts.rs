@@ -43,6 +43,8 @@ pub struct BindListener {
     pub redis: RedisConnection,
     /// For the events.
     pub publisher: Arc<Publisher>,
+    /// The STOP and START keywords.
+    pub keywords: Arc<super::inbound::Keywords>,
 }
 
 /// What a receipt says.
