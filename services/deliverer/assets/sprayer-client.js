@@ -25,6 +25,14 @@
 // Both resolve to {user, preferences, categories: [{key, required, description}]}; a refusal
 // rejects with an Error whose `problem` is the server's problem+json (its `field` names the
 // input at fault).
+//
+// The notification centre (the user's history with seen, read and archived state), same token:
+//   await client.inbox.list({ state: "unread", limit: 20 });   // {items, next_cursor, counts}
+//   await client.inbox.counts();                               // {unread, unseen, total}
+//   await client.inbox.markRead(id); await client.inbox.markAllRead();
+//   (also markSeen, markUnread, archive, and setState({ids | all | before, seen, read, archived}))
+// Events: "counts" (detail {unread, unseen, total}) after connecting, after each new message and
+// after every change made on any device; "inboxstate" (detail [{id, seen, read, archived}]).
 
 const FATAL = new Set([4001, 4003]);
 const EXPIRED = 4002;
@@ -55,6 +63,24 @@ export class SprayerClient extends EventTarget {
       get: () => this.#preferences("GET"),
       set: (preferences) => this.#preferences("PUT", preferences),
     };
+    this.countsTimer = null;
+    const state = (request) => this.#http("POST", "/v1/inbox/state", request);
+    const ids = (some) => ({ ids: [].concat(some) });
+    this.inbox = {
+      list: ({ state: filter = "active", cursor, limit } = {}) => {
+        const query = new URLSearchParams({ state: filter });
+        if (cursor) query.set("cursor", cursor);
+        if (limit) query.set("limit", String(limit));
+        return this.#http("GET", `/v1/inbox?${query}`);
+      },
+      counts: () => this.#http("GET", "/v1/inbox/counts"),
+      markSeen: (some) => state({ ...ids(some), seen: true }),
+      markRead: (some) => state({ ...ids(some), read: true }),
+      markUnread: (some) => state({ ...ids(some), read: false }),
+      archive: (some) => state({ ...ids(some), archived: true }),
+      markAllRead: () => state({ all: true, read: true }),
+      setState: state,
+    };
   }
 
   /** Opens the socket; reconnects on its own until close() is called. */
@@ -84,24 +110,38 @@ export class SprayerClient extends EventTarget {
     return this.getToken ? await this.getToken() : this.token;
   }
 
+  /** A user route of the node over HTTP with the token; rejects with the problem. */
+  async #http(method, path, body) {
+    const token = await this.#currentToken();
+    const base = new URL(this.url);
+    base.protocol = base.protocol === "wss:" ? "https:" : "http:";
+    const response = await fetch(new URL(path, base), {
+      method,
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const answer = await response.json();
+    if (!response.ok) {
+      const error = new Error(answer.detail || `${method} ${path}: HTTP ${response.status}`);
+      error.problem = answer;
+      throw error;
+    }
+    return answer;
+  }
+
   async #preferences(method, preferences) {
     const token = await this.#currentToken();
     const payload = JSON.parse(atob(String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
-    const base = new URL(this.url);
-    base.protocol = base.protocol === "wss:" ? "https:" : "http:";
-    const url = new URL(`/v1/users/${encodeURIComponent(payload.sub)}/preferences`, base);
-    const response = await fetch(url, {
-      method,
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-      body: method === "PUT" ? JSON.stringify(preferences || {}) : undefined,
-    });
-    const body = await response.json();
-    if (!response.ok) {
-      const error = new Error(body.detail || `preferences: HTTP ${response.status}`);
-      error.problem = body;
-      throw error;
-    }
-    return body;
+    const path = `/v1/users/${encodeURIComponent(payload.sub)}/preferences`;
+    return this.#http(method, path, method === "PUT" ? preferences || {} : undefined);
+  }
+
+  #requestCounts() {
+    if (this.countsTimer) return;
+    this.countsTimer = setTimeout(() => {
+      this.countsTimer = null;
+      if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send('{"type":"counts"}');
+    }, 200); // a live message may come a moment before its store ends: ask once it has
   }
 
   async #open() {
@@ -145,6 +185,13 @@ export class SprayerClient extends EventTarget {
       case "message":
         this.#onMessage(frame.seq, frame.message);
         break;
+      case "counts":
+        this.counts = { unread: frame.unread, unseen: frame.unseen, total: frame.total };
+        this.dispatchEvent(new CustomEvent("counts", { detail: this.counts }));
+        break;
+      case "state":
+        this.dispatchEvent(new CustomEvent("inboxstate", { detail: frame.changes }));
+        break;
       case "acked":
         for (const id of frame.ids) this.unconfirmed.delete(id);
         this.dispatchEvent(new CustomEvent("acked", { detail: frame.ids }));
@@ -167,6 +214,7 @@ export class SprayerClient extends EventTarget {
     if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.keys().next().value);
     this.dispatchEvent(new CustomEvent("message", { detail: { seq, ...message } }));
     if (this.autoAck) this.ack(message.id);
+    this.#requestCounts();
   }
 
   #flushAcks() {

@@ -42,6 +42,14 @@ pub fn ws_frame(data: &[u8]) {
             }
         }
         Ok(ClientFrame::Ping) => assert_json(protocol::PONG),
+        Ok(ClientFrame::Counts) => {}
+        Ok(ClientFrame::State(request)) => {
+            // A request is checked or refused with a field and a reason, never a panic.
+            if let Err(bad) = request.checked() {
+                assert!(bad.field.starts_with('/'), "{bad:?}");
+                assert_json(&protocol::error("bad_frame", &bad.detail));
+            }
+        }
         Err(refused) => assert_json(&protocol::error("bad_frame", &refused.to_string())),
     }
 }

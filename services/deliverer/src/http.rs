@@ -26,7 +26,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/demo", get(demo))
         .route("/sprayer-client.js", get(client_module))
         .with_state(hub.clone())
-        .merge(crate::preferences::router(hub))
+        .merge(crate::preferences::router(hub.clone()))
+        .merge(crate::center::router(hub))
 }
 
 fn parse_query(raw: Option<&str>) -> Connect {

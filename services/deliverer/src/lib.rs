@@ -7,7 +7,8 @@
 //!   `conn:`);
 //! - [`http`] upgrades `GET /v1/ws`, and [`socket`] runs each socket: the backlog, live
 //!   messages, acks, heartbeats and close codes, by the frame [`protocol`]; [`preferences`]
-//!   lets the user's own browser read and set their preferences with their token;
+//!   lets the user's own browser read and set their preferences with their token; [`center`]
+//!   is the notification centre (history with read state, counts, HTTP access);
 //! - [`registry`] is this node's map of sockets and its `conn:` entries; [`presence`] counts
 //!   every node's sockets of each user and makes `user.online` and `user.offline`;
 //! - [`reporter`] publishes `sent`, `delivered` and `expired`; [`sweeper`] expires messages of
@@ -15,6 +16,7 @@
 //! - [`startup`] builds and runs a node; [`hub`] is what its sockets share;
 //! - [`fuzzing`] is the body of the `ws_frame` fuzz target.
 
+pub mod center;
 pub mod consumer;
 pub mod fuzzing;
 pub mod http;
@@ -29,6 +31,7 @@ pub mod socket;
 pub mod startup;
 pub mod storer;
 pub mod sweeper;
+pub mod user_routes;
 pub mod wake;
 
 pub use startup::Deliverer;

@@ -5,6 +5,10 @@
 //! - `{"type":"message","seq":1763790000000000,"message":{"id","title","body","data","created_at","expires_at"}}`,
 //!   in inbox order: first the backlog, then live messages;
 //! - `{"type":"acked","ids":[...]}`: these ids are out of the inbox for good;
+//! - `{"type":"counts","unread":3,"unseen":1,"total":40}` after `hello` and after every change
+//!   of the user's history, from any socket or over HTTP ([`crate::center`]);
+//! - `{"type":"state","changes":[{"id","seen","read","archived"}, ...]}`: messages of the
+//!   history whose state changed;
 //! - `{"type":"pong"}` in answer to `ping`;
 //! - `{"type":"error","code":"bad_frame","detail":"..."}`: a frame was refused; the socket stays open;
 //! - `{"type":"reconnect","reason":"..."}` just before a close with code 1012.
@@ -12,6 +16,9 @@
 //! From the client:
 //! - `{"type":"auth","token":"..."}` as the first frame when the URL carries no token;
 //! - `{"type":"ack","ids":["<message id>", ...]}` (at most 1,000 ids): remove from the inbox;
+//! - `{"type":"state","ids":[...] | "all":true | "before":"<seq>","read":true, ...}`: change
+//!   the state of messages of the history (as `POST /v1/inbox/state`);
+//! - `{"type":"counts"}`: ask for a `counts` frame;
 //! - `{"type":"ping"}`.
 //!
 //! The server also sends WebSocket pings every `deliverer.heartbeat`; browsers answer them
@@ -56,13 +63,17 @@ pub enum ClientFrame {
     },
     /// Ask for a `pong`.
     Ping,
+    /// Change the state of messages of the history.
+    State(crate::center::StateRequest),
+    /// Ask for a `counts` frame.
+    Counts,
 }
 
 /// Why a client frame was refused; the text is the `detail` of the `error` frame sent back.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// `type` names no frame a client sends.
-    #[error("unknown type: expected auth, ack or ping")]
+    #[error("unknown type: expected auth, ack, state, counts or ping")]
     UnknownType,
     /// Not JSON, or not the fields its `type` has (serde's own words say which).
     #[error(transparent)]
@@ -136,6 +147,18 @@ mod tests {
             Ok(ClientFrame::Ping)
         ));
         assert!(matches!(
+            ClientFrame::read(r#"{"type":"state","all":true,"read":true}"#),
+            Ok(ClientFrame::State(request)) if request.all == Some(true) && request.read == Some(true)
+        ));
+        assert!(matches!(
+            ClientFrame::read(r#"{"type":"state","all":true,"loud":true}"#),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientFrame::read(r#"{"type":"counts"}"#),
+            Ok(ClientFrame::Counts)
+        ));
+        assert!(matches!(
             ClientFrame::read(r#"{"type":"shout"}"#),
             Err(FrameError::UnknownType)
         ));
@@ -152,7 +175,7 @@ mod tests {
         let detail = |text: &str| ClientFrame::read(text).map_err(|refused| refused.to_string());
         assert_eq!(
             detail(r#"{"type":"shout"}"#),
-            Err("unknown type: expected auth, ack or ping".to_owned())
+            Err("unknown type: expected auth, ack, state, counts or ping".to_owned())
         );
         assert_eq!(detail(&many), Err("at most 1000 ids per ack".to_owned()));
     }

@@ -39,6 +39,8 @@ pub enum Push {
     },
     /// Read the inbox from the cursor on (wake-ups may have been missed).
     CatchUp,
+    /// A frame to send as it is: the user's history changed (`state`, `counts`).
+    Frame(Arc<str>),
 }
 
 /// One live message not yet written by a socket; cloning counts one more, dropping one less.

@@ -12,6 +12,7 @@ use sprayer_shared::wstoken::{self, TokenError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::center::{self, AckError};
 use crate::hub::Hub;
 use crate::inbox::{self, InboxKeys};
 use crate::protocol::{self, ClientFrame, close};
@@ -181,6 +182,11 @@ impl Session {
         if let Err(end) = self.send(socket, hello).await {
             return end;
         }
+        if settings.history_max > 0
+            && let Err(end) = self.send_counts(socket).await
+        {
+            return end;
+        }
         if let Err(end) = Box::pin(self.catch_up(socket)).await {
             return end;
         }
@@ -267,6 +273,7 @@ impl Session {
                 seq, id, message, ..
             } => self.deliver(socket, seq, &id, &message).await,
             Push::Stored { .. } | Push::CatchUp => self.catch_up(socket).await,
+            Push::Frame(frame) => self.send(socket, frame.to_string()).await,
         }
     }
 
@@ -320,6 +327,8 @@ impl Session {
         match ClientFrame::read(&text) {
             Ok(ClientFrame::Ping) => self.send(socket, protocol::PONG.to_owned()).await,
             Ok(ClientFrame::Ack { ids }) => self.acknowledge(socket, ids).await,
+            Ok(ClientFrame::Counts) => self.send_counts(socket).await,
+            Ok(ClientFrame::State(request)) => self.change_state(socket, &request).await,
             Ok(ClientFrame::Auth { .. }) => {
                 self.refuse(socket, "bad_frame", "already authenticated")
                     .await
@@ -349,39 +358,59 @@ impl Session {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut redis = self.hub.redis.clone();
-        let acked = match inbox::acknowledge(&mut redis, &self.keys, &ids).await {
-            Ok(acked) => acked,
-            Err(error) => {
+        match center::acknowledge(&self.hub, &self.app, &self.user, &self.keys, &ids).await {
+            Ok(_) => {}
+            Err(AckError::Unstored(error)) => {
                 tracing::warn!(%error, "cannot store acks");
-                return self
-                    .send(
-                        socket,
-                        protocol::error("unavailable", "acks not stored; send them again"),
-                    )
-                    .await;
+                let frame = protocol::error("unavailable", "acks not stored; send them again");
+                return self.send(socket, frame).await;
             }
-        };
-        metrics::counter!("sprayer_ws_acks_total").increment(acked.removed.len() as u64);
-        // `delivered` is published with a confirm before the client hears `acked`: an ack the
-        // client saw confirmed is recorded even if this node dies next. An ack sent again
-        // publishes again (the feeder keeps one record), which covers a node that died between
-        // removing the messages and publishing.
-        let events: Vec<_> = acked
-            .removed
-            .iter()
-            .chain(&acked.before)
-            .filter_map(|id| ws_event(&self.app, &self.user, id, DeliveryStatus::Delivered, None))
-            .collect();
-        if let Err(error) = self.hub.publish_events(events).await {
-            tracing::warn!(%error, "cannot publish delivered events");
-            return self
-                .send(
-                    socket,
-                    protocol::error("unavailable", "acks not confirmed; send them again"),
-                )
-                .await;
+            Err(AckError::Unconfirmed(detail)) => {
+                tracing::warn!(detail, "cannot publish delivered events");
+                let frame = protocol::error("unavailable", "acks not confirmed; send them again");
+                return self.send(socket, frame).await;
+            }
         }
         self.send(socket, protocol::acked(&ids)).await
+    }
+
+    async fn send_counts(&self, socket: &mut WebSocket) -> Result<(), End> {
+        match center::counts(&self.hub, &self.keys).await {
+            Ok(counts) => self.send(socket, center::counts_frame(&counts)).await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot count a history");
+                let frame = protocol::error("unavailable", "counts unavailable; ask again");
+                self.send(socket, frame).await
+            }
+        }
+    }
+
+    /// Changes the state of messages of the history; the `state` and `counts` frames come to
+    /// every socket of the user, this one too, as for a change made elsewhere.
+    async fn change_state(
+        &mut self,
+        socket: &mut WebSocket,
+        request: &center::StateRequest,
+    ) -> Result<(), End> {
+        let change = match request.checked() {
+            Ok(change) => change,
+            Err(bad) => {
+                let detail = format!("{}: {}", bad.field, bad.detail);
+                return self.refuse(socket, "bad_frame", &detail).await;
+            }
+        };
+        match center::apply(&self.hub, &self.app, &self.user, &change).await {
+            Ok(_) => Ok(()),
+            Err(center::ChangeError::NotFound(missing)) => {
+                let detail = format!("not in this user's history: {}", missing.join(", "));
+                self.send(socket, protocol::error("not_found", &detail))
+                    .await
+            }
+            Err(center::ChangeError::Redis(error)) => {
+                tracing::warn!(%error, "cannot change a history's state");
+                let frame = protocol::error("unavailable", "state not stored; send it again");
+                self.send(socket, frame).await
+            }
+        }
     }
 }

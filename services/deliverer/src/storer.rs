@@ -320,7 +320,7 @@ impl Storer {
             &job.app,
             users,
             message,
-            self.settings.deliverer.inbox_max,
+            inbox::Capacity::of(&self.settings.deliverer),
             &self.due_key,
         )
         .await;

@@ -32,6 +32,10 @@ pub struct Wake {
     /// The message as JSON; absent when the sockets are only told to read their inbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Frames for the users' sockets to send as they are (a change of their history's state),
+    /// in place of a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<String>,
     /// The users.
     pub users: Vec<UserId>,
 }
@@ -76,6 +80,7 @@ impl Wakes {
                 id: id.to_owned(),
                 seq,
                 message: message.map(str::to_owned),
+                frames: Vec::new(),
                 users,
             };
             let body = serde_json::to_string(&wake).unwrap_or_default();
@@ -83,6 +88,34 @@ impl Wakes {
         }
         pipe.query_async::<()>(redis).await
     }
+}
+
+/// Sends `frames` to every socket of `user`, on every node that holds one (found in `conn:`).
+/// A frame lost here leaves a socket with old counts until it next asks; nothing is lost.
+pub async fn publish_frames(
+    redis: &mut RedisConnection,
+    app: &AppId,
+    user: &UserId,
+    frames: Vec<String>,
+) -> redis::RedisResult<()> {
+    let nodes = crate::inbox::nodes_of(redis, app, std::slice::from_ref(user)).await?;
+    let Some(nodes) = nodes.into_iter().next().filter(|nodes| !nodes.is_empty()) else {
+        return Ok(());
+    };
+    let wake = Wake {
+        app: app.clone(),
+        id: String::new(),
+        seq: 0,
+        message: None,
+        frames,
+        users: vec![user.clone()],
+    };
+    let body = serde_json::to_string(&wake).unwrap_or_default();
+    let mut pipe = redis::pipe();
+    for node in nodes {
+        pipe.publish(node_channel(&node), &body).ignore();
+    }
+    pipe.query_async::<()>(redis).await
 }
 
 /// Listens on this node's channel until `shutdown`, resubscribing after a lost connection
@@ -162,6 +195,16 @@ fn deliver(registry: &Registry, payload: &[u8]) {
             return;
         }
     };
+    if !wake.frames.is_empty() {
+        for frame in wake.frames {
+            let push = Push::Frame(frame.into());
+            registry.push_all(
+                &wake.app,
+                wake.users.iter().map(|user| (user, push.clone())),
+            );
+        }
+        return;
+    }
     let push = match wake.message {
         Some(message) => Push::Entry {
             seq: wake.seq,

@@ -31,6 +31,12 @@ pub struct DelivererSettings {
     pub public_url: Option<String>,
     /// Most messages kept in one user's inbox; the oldest are dropped (reported `failed`).
     pub inbox_max: usize,
+    /// Most messages kept in one user's history (the notification centre: delivered or not,
+    /// with their seen, read and archived state); the oldest leave it first. 0 keeps none.
+    pub history_max: usize,
+    /// How long a user's history is kept after its latest message.
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Duration,
     /// How often a socket is pinged.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -75,6 +81,8 @@ impl Default for DelivererSettings {
             token_ttl: Duration::from_secs(600),
             public_url: None,
             inbox_max: 10_000,
+            history_max: 200,
+            history_ttl: Duration::from_secs(90 * 24 * 3600),
             heartbeat: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(10),

@@ -40,12 +40,17 @@ impl WsClient {
         WsClient { stream }
     }
 
-    /// Opens `url` and waits for `hello`.
+    /// Opens `url` and waits for `hello` and the `counts` that follow it.
     pub async fn open(url: &str) -> WsClient {
         let mut client = Self::connect(url).await;
         match client.next(Duration::from_secs(10)).await {
-            Some(Frame::Json(hello)) if hello["type"] == "hello" => client,
+            Some(Frame::Json(hello)) if hello["type"] == "hello" => {}
             other => panic!("expected hello, got {other:?}"),
+        }
+        // The user's counts follow at once.
+        match client.next(Duration::from_secs(10)).await {
+            Some(Frame::Json(counts)) if counts["type"] == "counts" => client,
+            other => panic!("expected counts after hello, got {other:?}"),
         }
     }
 

@@ -1,6 +1,6 @@
 //! A real browser: headless Chromium (Debian's `chromium`, driven by npm `playwright-core`)
 //! opens the deliverer's demo page, receives a message sent through the API, shows it, and its
-//! ack makes the feedback `delivered`.
+//! ack makes the feedback `delivered`; two tabs of its notification centre share the unread badge.
 
 use std::time::Duration;
 
@@ -10,18 +10,21 @@ use crate::support::stack::serve_ws;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The demo page of the test's deliverer, opened with `token`.
+fn demo_page(app: &TestApp, token: &str) -> String {
+    let base = app
+        .ws
+        .as_deref()
+        .expect("ws")
+        .replacen("ws://", "http://", 1);
+    format!("{base}/demo?token={token}&app={}", app.app)
+}
+
 #[tokio::test]
 async fn the_demo_page_in_chromium_shows_a_message_and_its_ack_makes_it_delivered() {
     let app = TestApp::spawn_with(serve_ws).await;
     let token = app.ws_token("browser-user").await;
-    let page = format!(
-        "{}/demo?token={token}&app={}",
-        app.ws
-            .as_deref()
-            .expect("ws")
-            .replacen("ws://", "http://", 1),
-        app.app
-    );
+    let page = demo_page(&app, &token);
     let seconds = WAIT.as_secs().to_string();
     let mut browser =
         BrowserScript::start("browser_demo.js", &[&page, "Hello from the API", &seconds]);
@@ -49,4 +52,32 @@ async fn the_demo_page_in_chromium_shows_a_message_and_its_ack_makes_it_delivere
     );
     browser.assert_success(WAIT).await;
     app.wait_for_status(&id, "ws", "delivered", 1, WAIT).await;
+}
+
+#[tokio::test]
+async fn the_notification_centre_shows_the_unread_badge_and_mark_all_read_clears_every_tab() {
+    let app = TestApp::spawn_with(serve_ws).await;
+    let token = app.ws_token("centre-user").await;
+    let page = demo_page(&app, &token);
+    let seconds = WAIT.as_secs().to_string();
+    let mut browser = BrowserScript::start("browser_centre.js", &[&page, "3", &seconds]);
+    assert_eq!(
+        browser.next_line(WAIT).await,
+        "CONNECTED",
+        "both tabs connect"
+    );
+    for n in 0..3 {
+        app.send_ws("centre-user", &format!("note {n}")).await;
+    }
+    assert_eq!(
+        browser.next_line(WAIT).await,
+        "BADGE 3 3",
+        "both badges count 3"
+    );
+    assert_eq!(
+        browser.next_line(WAIT).await,
+        "CLEARED 0 0",
+        "mark all read on one tab clears both"
+    );
+    browser.assert_success(WAIT).await;
 }

@@ -5,5 +5,6 @@
 //! - [`nodes`]: two deliverer nodes share users; a killed one loses nothing.
 
 mod browser;
+mod center;
 mod channel;
 mod nodes;

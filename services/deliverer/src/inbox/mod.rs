@@ -9,6 +9,9 @@
 //! | `inbox:{app:user}:exp` | ZSET | message id → expiry (Unix ms) |
 //! | `inbox:{app:user}:acked` | ZSET | acknowledged message id → expiry: a job delivered twice does not bring it back (pruned on acks) |
 //! | `conn:{app:user}` | HASH | deliverer node → until when (Unix ms) it holds sockets of the user |
+//! | `hist:{app:user}` | ZSET | message id → sequence number: the last `deliverer.history_max` messages, acknowledged or not |
+//! | `hist:{app:user}:m` | HASH | message id → the message as JSON |
+//! | `hist:{app:user}:s` | HASH | message id → its state bits (seen 1, read 2, archived 4; none: 0) |
 //!
 //! On a Redis Cluster each script keeps to one slot: one user's keys, or the one sequence key.
 //!
@@ -32,6 +35,9 @@ pub struct InboxKeys {
     expiries: String,
     acked: String,
     connections: String,
+    history: String,
+    history_messages: String,
+    history_states: String,
 }
 
 impl InboxKeys {
@@ -44,6 +50,9 @@ impl InboxKeys {
             expiries: format!("inbox:{tag}:exp"),
             acked: format!("inbox:{tag}:acked"),
             connections: connections_key(app, user),
+            history: format!("hist:{tag}"),
+            history_messages: format!("hist:{tag}:m"),
+            history_states: format!("hist:{tag}:s"),
         }
     }
 }
@@ -60,7 +69,7 @@ pub fn due_member(app: &AppId, user: &UserId) -> String {
 
 mod scripts;
 
-use scripts::{ACK, NEXT_SEQ, PURGE, READ, STORE};
+use scripts::{ACK, HISTORY, NEXT_SEQ, PURGE, READ, STATE, STORE};
 
 /// What storing one message in one inbox did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +181,28 @@ type StoreReply = Vec<(i64, String, Vec<String>, Vec<String>)>;
 /// Script calls of one batch in flight at once on a Redis Cluster.
 const STORE_CALLS_IN_FLIGHT: usize = 64;
 
+/// How much an inbox and a history keep.
+#[derive(Debug, Clone, Copy)]
+pub struct Capacity {
+    /// Most messages waiting in an inbox.
+    pub inbox: usize,
+    /// Most messages in a history (0: none kept).
+    pub history: usize,
+    /// How long a history is kept after its latest message (ms).
+    pub history_ttl_ms: i64,
+}
+
+impl Capacity {
+    /// The capacities the deliverer's settings give.
+    pub fn of(settings: &sprayer_shared::config::DelivererSettings) -> Capacity {
+        Capacity {
+            inbox: settings.inbox_max,
+            history: settings.history_max,
+            history_ttl_ms: i64::try_from(settings.history_ttl.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 /// Stores `message` in each user's inbox and adds each user to the expiry index `due_key`.
 /// Results are in the order of `users`.
 ///
@@ -185,7 +216,7 @@ pub async fn store_many(
     app: &AppId,
     users: &[UserId],
     message: &NewMessage<'_>,
-    capacity: usize,
+    capacity: Capacity,
     due_key: &str,
 ) -> redis::RedisResult<Vec<Stored>> {
     if users.is_empty() {
@@ -215,7 +246,7 @@ async fn store_by_slot(
     app: &AppId,
     users: &[UserId],
     message: &NewMessage<'_>,
-    capacity: usize,
+    capacity: Capacity,
 ) -> redis::RedisResult<Vec<Stored>> {
     let mut by_slot: HashMap<Slot, Vec<usize>> = HashMap::new();
     for (index, user) in users.iter().enumerate() {
@@ -259,7 +290,7 @@ fn store_invocation(
     app: &AppId,
     users: &[UserId],
     message: &NewMessage<'_>,
-    capacity: usize,
+    capacity: Capacity,
 ) -> ScriptInvocation<'static> {
     const KEEP_PAST_EXPIRY_MS: i64 = 24 * 3600 * 1000;
     let mut invocation = STORE.prepare_invoke();
@@ -270,15 +301,20 @@ fn store_invocation(
             .key(keys.messages)
             .key(keys.expiries)
             .key(keys.acked)
-            .key(keys.connections);
+            .key(keys.connections)
+            .key(keys.history)
+            .key(keys.history_messages)
+            .key(keys.history_states);
     }
     invocation
         .arg(message.id)
         .arg(message.json)
         .arg(message.expires_at)
-        .arg(capacity)
+        .arg(capacity.inbox)
         .arg(KEEP_PAST_EXPIRY_MS)
-        .arg(message.seq);
+        .arg(message.seq)
+        .arg(capacity.history)
+        .arg(capacity.history_ttl_ms);
     invocation
 }
 
@@ -351,6 +387,150 @@ pub async fn acknowledge(
     }
     let (removed, before) = invocation.invoke_async(redis).await?;
     Ok(Acked { removed, before })
+}
+
+/// The state bit of `seen`.
+pub const SEEN: u8 = 1;
+/// The state bit of `read` (a read message is also seen).
+pub const READ_BIT: u8 = 2;
+/// The state bit of `archived`.
+pub const ARCHIVED: u8 = 4;
+
+/// Which messages of a history a state change is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// These ids (those not in the history are left out).
+    Ids(Vec<String>),
+    /// Every message in the history.
+    All,
+    /// Every message stored before this sequence number.
+    Before(i64),
+}
+
+/// The unread and unseen counts of a history (archived messages left out), and its size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Not read.
+    pub unread: u64,
+    /// Not seen.
+    pub unseen: u64,
+    /// Every message in the history, archived ones too.
+    pub total: u64,
+}
+
+/// One message whose state changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// Its id.
+    pub id: String,
+    /// Its state bits before.
+    pub before: u8,
+    /// Its state bits now.
+    pub after: u8,
+}
+
+/// What a state change did: the messages whose state changed and the counts after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateChange {
+    /// Each message that changed.
+    pub changed: Vec<Changed>,
+    /// The counts after the change.
+    pub counts: Counts,
+    /// Ids asked for that are not in the history: when there are any, nothing changed.
+    pub missing: Vec<String>,
+}
+
+/// Sets the bits `set` and clears `clear` on `targets`; `(0, 0, Ids([]))` only counts.
+pub async fn change_state(
+    redis: &mut RedisConnection,
+    keys: &InboxKeys,
+    set: u8,
+    clear: u8,
+    targets: &Targets,
+) -> redis::RedisResult<StateChange> {
+    let mut invocation = STATE.key(&keys.history);
+    invocation
+        .key(&keys.history_messages)
+        .key(&keys.history_states)
+        .arg(set)
+        .arg(clear);
+    match targets {
+        Targets::Ids(ids) => {
+            invocation.arg("ids").arg(0);
+            for id in ids {
+                invocation.arg(id);
+            }
+        }
+        Targets::All => {
+            invocation.arg("all").arg(0);
+        }
+        Targets::Before(seq) => {
+            invocation.arg("before").arg(*seq);
+        }
+    }
+    let (flat, unread, unseen, total, missing): (Vec<String>, u64, u64, u64, Vec<String>) =
+        invocation.invoke_async(redis).await?;
+    let changed = flat
+        .chunks_exact(3)
+        .map(|triple| Changed {
+            id: triple[0].clone(),
+            before: triple[1].parse().unwrap_or(0),
+            after: triple[2].parse().unwrap_or(0),
+        })
+        .collect();
+    Ok(StateChange {
+        changed,
+        counts: Counts {
+            unread,
+            unseen,
+            total,
+        },
+        missing,
+    })
+}
+
+/// One message of a history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Past {
+    /// Its sequence number.
+    pub seq: i64,
+    /// Its id.
+    pub id: String,
+    /// The message as JSON.
+    pub message: String,
+    /// Its state bits.
+    pub bits: u8,
+}
+
+/// A page of a history, newest first: up to `limit` messages before `cursor` (`None`: from
+/// the newest) that pass `filter`; the cursor of the next page when there is one.
+pub async fn history(
+    redis: &mut RedisConnection,
+    keys: &InboxKeys,
+    cursor: Option<i64>,
+    limit: usize,
+    filter: &str,
+) -> redis::RedisResult<(Vec<Past>, Option<i64>)> {
+    let bound = cursor.map_or_else(|| "+inf".to_owned(), |seq| seq.to_string());
+    let (flat, next): (Vec<String>, String) = HISTORY
+        .key(&keys.history)
+        .key(&keys.history_messages)
+        .key(&keys.history_states)
+        .arg(bound)
+        .arg(limit.max(1))
+        .arg(filter)
+        .invoke_async(redis)
+        .await?;
+    let page = flat
+        .chunks_exact(4)
+        .map(|chunk| Past {
+            seq: number(&chunk[0]),
+            id: chunk[1].clone(),
+            message: chunk[2].clone(),
+            bits: chunk[3].parse().unwrap_or(0),
+        })
+        .collect();
+    Ok((page, (!next.is_empty()).then(|| number(&next))))
 }
 
 /// Removes expired messages; returns them and the earliest expiry left.

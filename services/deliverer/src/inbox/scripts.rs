@@ -19,11 +19,14 @@ return text
     ))
 });
 
-/// KEYS: entries, messages, expiries, acked, connections of each user in turn (five a user).
-/// ARGV: id, message JSON, expires (ms), inbox capacity, key lifetime past the expiry (ms), seq.
+/// KEYS: entries, messages, expiries, acked, connections, history, history messages, history
+/// states of each user in turn (eight a user).
+/// ARGV: id, message JSON, expires (ms), inbox capacity, key lifetime past the expiry (ms), seq,
+/// history capacity (0: none), history lifetime (ms).
 /// Returns per user {stored (1 new, 0 already there, -1 already acknowledged), its seq,
 /// dropped ids, nodes holding sockets}. One call serves many users: its cost per user is a few
-/// commands, not a script invocation.
+/// commands, not a script invocation. A new message also enters the history, whose oldest
+/// leave it past its capacity.
 pub(super) static STORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
@@ -32,7 +35,9 @@ local results = {}
 local keep = tonumber(ARGV[3]) + tonumber(ARGV[5])
 local keep_text = string.format('%.0f', keep)
 local capacity = tonumber(ARGV[4])
-for base = 0, #KEYS - 5, 5 do
+local history = tonumber(ARGV[7])
+local history_until = string.format('%.0f', now + tonumber(ARGV[8]))
+for base = 0, #KEYS - 8, 8 do
   local entries, messages, expiries = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
   local stored, seq = 0, ARGV[6]
   local dropped = {}
@@ -61,6 +66,22 @@ for base = 0, #KEYS - 5, 5 do
         redis.call('PEXPIREAT', entries, keep_text)
         redis.call('PEXPIREAT', messages, keep_text)
         redis.call('PEXPIREAT', expiries, keep_text)
+      end
+      if history > 0 then
+        local past, past_m, past_s = KEYS[base + 6], KEYS[base + 7], KEYS[base + 8]
+        redis.call('ZADD', past, seq, ARGV[1])
+        redis.call('HSET', past_m, ARGV[1], ARGV[2])
+        local out = redis.call('ZCARD', past) - history
+        if out > 0 then
+          for _, old in ipairs(redis.call('ZRANGE', past, 0, out - 1)) do
+            redis.call('ZREM', past, old)
+            redis.call('HDEL', past_m, old)
+            redis.call('HDEL', past_s, old)
+          end
+        end
+        redis.call('PEXPIREAT', past, history_until)
+        redis.call('PEXPIREAT', past_m, history_until)
+        redis.call('PEXPIREAT', past_s, history_until)
       end
     end
   end
@@ -161,4 +182,98 @@ local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 return {expired, first[2] or ''}
 "
     ))
+});
+
+/// The history's state bits: seen 1, read 2 (a read message is seen), archived 4.
+/// KEYS: history, history messages, history states. ARGV: set bits, clear bits, mode (`ids`,
+/// `all`, `before`: every message with a sequence below ARGV[4]), the bound, ids...
+/// Returns {{id, bits before, bits after, ...} of what changed, unread, unseen, total, ids not
+/// in the history}: counts leave archived messages out. Ids not in the history change nothing.
+pub(super) static STATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local set, clear, mode = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local targets = {}
+if mode == 'ids' then
+  local missing = {}
+  for i = 5, #ARGV do
+    if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+      table.insert(targets, ARGV[i])
+    else
+      table.insert(missing, ARGV[i])
+    end
+  end
+  if #missing > 0 then return {{}, 0, 0, 0, missing} end
+elseif mode == 'all' then
+  targets = redis.call('ZRANGE', KEYS[1], 0, -1)
+else
+  targets = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+end
+local changed = {}
+for _, id in ipairs(targets) do
+  local bits = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  local after = bit.band(bit.bor(bits, set), bit.bnot(clear))
+  if bit.band(after, 2) ~= 0 then after = bit.bor(after, 1) end
+  if after ~= bits then
+    redis.call('HSET', KEYS[3], id, after)
+    table.insert(changed, id)
+    table.insert(changed, bits)
+    table.insert(changed, after)
+  end
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if #changed > 0 and ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+local unread, unseen = 0, 0
+local all = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, id in ipairs(all) do
+  local bits = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  if bit.band(bits, 4) == 0 then
+    if bit.band(bits, 2) == 0 then unread = unread + 1 end
+    if bit.band(bits, 1) == 0 then unseen = unseen + 1 end
+  end
+end
+return {changed, unread, unseen, #all, {}}
+",
+    )
+});
+
+/// KEYS: history, history messages, history states. ARGV: cursor (exclusive; `+inf` for the
+/// newest), most entries, filter (`all`, `unread`, `unseen`, `read`, `archived`; every filter
+/// but `archived` and `all` leaves archived messages out).
+/// Returns {{seq, id, message, bits, ...} newest first, the cursor to go on from or ''}.
+pub(super) static HISTORY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local limit, filter = tonumber(ARGV[2]), ARGV[3]
+local bound = ARGV[1]
+if bound ~= '+inf' then bound = '(' .. bound end
+local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], bound, '-inf', 'WITHSCORES')
+local out, taken, next_cursor = {}, 0, ''
+for i = 1, #found, 2 do
+  local id, seq = found[i], found[i + 1]
+  local bits = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  local archived = bit.band(bits, 4) ~= 0
+  local keep
+  if filter == 'all' then keep = true
+  elseif filter == 'archived' then keep = archived
+  elseif archived then keep = false
+  elseif filter == 'unread' then keep = bit.band(bits, 2) == 0
+  elseif filter == 'unseen' then keep = bit.band(bits, 1) == 0
+  elseif filter == 'read' then keep = bit.band(bits, 2) ~= 0
+  else keep = true end
+  if keep then
+    if taken == limit then
+      next_cursor = out[#out - 3]
+      break
+    end
+    table.insert(out, seq)
+    table.insert(out, id)
+    table.insert(out, redis.call('HGET', KEYS[2], id) or '{}')
+    table.insert(out, bits)
+    taken = taken + 1
+  end
+end
+return {out, next_cursor}
+",
+    )
 });
