@@ -1,6 +1,7 @@
 //! Scenario 2, fan-out: one message to a group of 100,000 users, once over `ws` (inbox writes,
 //! nobody connected) and once over `http` (a local sink that answers 200 at once): time from
-//! POST to the last delivery and to the last feedback record, and deliveries per second.
+//! POST to the last delivery and to the last feedback record, and deliveries per second; and
+//! the Redis bytes a message of a user's history takes.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,52 @@ pub async fn http(platform: &Platform, sink: &Sink, users: usize) -> (Option<f64
     (http_delivery, http_feedback)
 }
 
+/// Messages in the history measured.
+const HISTORY_MESSAGES: usize = 200;
+
+/// Redis bytes per message of a full history: one user gets [`HISTORY_MESSAGES`] messages over
+/// `ws`, all marked read, and the history's keys are measured (`MEMORY USAGE`).
+async fn history_bytes(platform: &Platform) -> anyhow::Result<f64> {
+    let user = "history-user";
+    let token = platform.ws_token(user).await?;
+    let stored_before = platform.deliverer_metric("sprayer_ws_stored_total").await;
+    for n in 0..HISTORY_MESSAGES {
+        platform
+            .send(&json!({"to": {"user": user}, "channels": ["ws"],
+                "content": {"title": "Your order shipped", "body": format!("Order {n} left the warehouse and arrives tomorrow."), "data": {"order": n}}}))
+            .await?;
+    }
+    let stored = wait_for(async || {
+        platform.deliverer_metric("sprayer_ws_stored_total").await
+            >= stored_before + HISTORY_MESSAGES as f64
+    })
+    .await;
+    anyhow::ensure!(stored.is_some(), "the history messages were not stored");
+    platform
+        .http
+        .post(format!(
+            "{}/v1/inbox/state",
+            platform.ws.replacen("ws://", "http://", 1)
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"all": true, "read": true}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let tag = format!("{{{}:{user}}}", platform.app());
+    let keys = [
+        format!("hist:{tag}"),
+        format!("hist:{tag}:m"),
+        format!("hist:{tag}:s"),
+    ];
+    let bytes = platform.redis_bytes(&keys).await?;
+    let per_message = bytes as f64 / HISTORY_MESSAGES as f64;
+    eprintln!(
+        "fanout: a history of {HISTORY_MESSAGES} messages takes {bytes} bytes ({per_message:.0} a message)"
+    );
+    Ok(per_message)
+}
+
 /// Runs the scenario with `users` group members.
 pub async fn run(users: usize) -> anyhow::Result<Value> {
     let platform = Platform::start().await?;
@@ -114,6 +161,7 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
     eprintln!("fanout: ws stored in {ws_delivery:?} s, feedback in {ws_feedback:?} s");
 
     let (http_delivery, http_feedback) = http(&platform, &sink, users).await;
+    let history = history_bytes(&platform).await?;
     platform.stop().await;
     let rate = |seconds: Option<f64>| seconds.map(|seconds| users as f64 / seconds);
     Ok(json!({
@@ -124,5 +172,7 @@ pub async fn run(users: usize) -> anyhow::Result<Value> {
         "http_last_delivery_s": http_delivery,
         "http_last_feedback_s": http_feedback,
         "http_deliveries_per_s": rate(http_delivery),
+        "history_bytes_per_message": history,
+        "history_goal_bytes": 1024,
     }))
 }

@@ -423,6 +423,24 @@ impl Platform {
         }
     }
 
+    /// Bytes Redis spends on `keys` (`MEMORY USAGE`, 0 for a key that does not exist).
+    pub async fn redis_bytes(&self, keys: &[String]) -> anyhow::Result<u64> {
+        let client = redis::Client::open(REDIS_URL)?;
+        let mut redis = client.get_multiplexed_async_connection().await?;
+        let mut total = 0;
+        for key in keys {
+            let used: Option<u64> = redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0)
+                .query_async(&mut redis)
+                .await?;
+            total += used.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     async fn clean(&self) -> anyhow::Result<()> {
         let client = redis::Client::open(REDIS_URL)?;
         let mut redis = client.get_multiplexed_async_connection().await?;
