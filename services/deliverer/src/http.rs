@@ -16,8 +16,8 @@ use crate::socket::{self, Connect};
 
 /// The demo page: connects, shows the inbox live, acks what it shows.
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
-/// The browser client, a plain ES module.
-const CLIENT_MODULE: &str = include_str!("../assets/sprayer-client.js");
+/// The browser client, a plain ES module: the npm package `clients/js`.
+const CLIENT_MODULE: &str = include_str!("../../../clients/js/sprayer-client.js");
 
 /// The routes of one node (the operations routes are merged in by the caller).
 pub fn router(hub: Arc<Hub>) -> Router {
@@ -27,7 +27,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/sprayer-client.js", get(client_module))
         .with_state(hub.clone())
         .merge(crate::preferences::router(hub.clone()))
-        .merge(crate::center::router(hub))
+        .merge(crate::center::router(hub.clone()))
+        .merge(crate::stream::router(hub))
 }
 
 fn parse_query(raw: Option<&str>) -> Connect {

@@ -8,7 +8,8 @@
 //! - [`http`] upgrades `GET /v1/ws`, and [`socket`] runs each socket: the backlog, live
 //!   messages, acks, heartbeats and close codes, by the frame [`protocol`]; [`preferences`]
 //!   lets the user's own browser read and set their preferences with their token; [`center`]
-//!   is the notification centre (history with read state, counts, HTTP access);
+//!   is the notification centre (history with read state, counts, HTTP access); [`stream`]
+//!   serves the inbox as Server-Sent Events and long-poll;
 //! - [`registry`] is this node's map of sockets and its `conn:` entries; [`presence`] counts
 //!   every node's sockets of each user and makes `user.online` and `user.offline`;
 //! - [`reporter`] publishes `sent`, `delivered` and `expired`; [`sweeper`] expires messages of
@@ -30,6 +31,7 @@ pub mod reporter;
 pub mod socket;
 pub mod startup;
 pub mod storer;
+pub mod stream;
 pub mod sweeper;
 pub mod user_routes;
 pub mod wake;

@@ -89,6 +89,16 @@ impl IntoResponse for Refused {
 
 /// The app and user of the request's bearer token (`Authorization: Bearer <token>`).
 pub fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<(AppId, UserId), Refused> {
+    bearer_token(hub, headers, None)
+}
+
+/// The app and user of the request's token: `Authorization: Bearer <token>`, else `query`
+/// (`?token=`, for `EventSource`, which cannot set headers).
+pub fn bearer_token(
+    hub: &Hub,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(AppId, UserId), Refused> {
     let Some(secret) = &hub.settings.deliverer.token_secret else {
         return Err(Refused::unauthorized(
             "user tokens are not configured on this installation",
@@ -99,6 +109,7 @@ pub fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<(AppId, UserId), Refused
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
+        .or(query)
         .ok_or_else(|| {
             Refused::unauthorized("send the user's token as Authorization: Bearer <token>")
         })?;

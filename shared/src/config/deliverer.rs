@@ -37,6 +37,9 @@ pub struct DelivererSettings {
     /// How long a user's history is kept after its latest message.
     #[serde(with = "humantime_serde")]
     pub history_ttl: Duration,
+    /// How long `GET /v1/poll` waits for a message before answering with none.
+    #[serde(with = "humantime_serde")]
+    pub poll_timeout: Duration,
     /// How often a socket is pinged.
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
@@ -83,6 +86,7 @@ impl Default for DelivererSettings {
             inbox_max: 10_000,
             history_max: 200,
             history_ttl: Duration::from_secs(90 * 24 * 3600),
+            poll_timeout: Duration::from_secs(25),
             heartbeat: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             auth_timeout: Duration::from_secs(10),

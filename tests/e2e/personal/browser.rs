@@ -57,12 +57,7 @@ async fn a_user_sets_their_own_preferences_from_the_browser_and_no_other_token_c
         }
         let response = request.send().await.expect("the deliverer answers");
         let status = response.status();
-        let kind = response
-            .headers()
-            .get("content-type")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let kind = crate::support::local::content_type(&response);
         (
             status,
             kind,

@@ -30,7 +30,7 @@ async fn the_demo_page_in_chromium_shows_a_message_and_its_ack_makes_it_delivere
         BrowserScript::start("browser_demo.js", &[&page, "Hello from the API", &seconds]);
     assert_eq!(
         browser.next_line(WAIT).await,
-        "CONNECTED",
+        "CONNECTED websocket",
         "the page connects"
     );
 
@@ -80,4 +80,31 @@ async fn the_notification_centre_shows_the_unread_badge_and_mark_all_read_clears
         "mark all read on one tab clears both"
     );
     browser.assert_success(WAIT).await;
+}
+
+#[tokio::test]
+async fn without_websocket_the_page_falls_back_to_sse_and_still_gets_and_acks_messages() {
+    let app = TestApp::spawn_with(serve_ws).await;
+    let token = app.ws_token("no-socket-user").await;
+    let page = demo_page(&app, &token);
+    let seconds = WAIT.as_secs().to_string();
+    for (without, transport) in [("WebSocket", "sse"), ("WebSocket,EventSource", "poll")] {
+        let body = format!("Over {transport}");
+        let mut browser =
+            BrowserScript::start("browser_demo.js", &[&page, &body, &seconds, without]);
+        assert_eq!(
+            browser.next_line(WAIT).await,
+            format!("CONNECTED {transport}"),
+            "without {without}"
+        );
+        let id = app.send_ws("no-socket-user", &body).await;
+        assert_eq!(browser.next_line(WAIT).await, format!("SHOWN {id}"));
+        assert_eq!(
+            browser.next_line(WAIT).await,
+            format!("ACKED {id}"),
+            "acked over HTTP"
+        );
+        browser.assert_success(WAIT).await;
+        app.wait_for_status(&id, "ws", "delivered", 1, WAIT).await;
+    }
 }

@@ -7,4 +7,6 @@
 mod browser;
 mod center;
 mod channel;
+mod clients;
 mod nodes;
+mod streams;
