@@ -101,9 +101,10 @@ bench_deps() {
 # The Python packages the test peers use, in their own virtualenv.
 peer_venv() {
   make_venv "$stack_dir/venv"
-  if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece, schemathesis, standardwebhooks' 2>/dev/null; then
-    log "installing the test peers' Python packages"
-    "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*' 'schemathesis==4.32.*' 'standardwebhooks==1.*'
+  if ! "$stack_dir/venv/bin/python" -c 'import aiosmtpd, http_ece, schemathesis, standardwebhooks, httpx, pytest, wheel' 2>/dev/null; then
+    log "installing the test peers' Python packages (and the Python SDK's httpx and pytest)"
+    "$stack_dir/venv/bin/pip" install -q 'aiosmtpd==1.4.*' 'http_ece==1.2.*' 'schemathesis==4.32.*' 'standardwebhooks==1.*' \
+      'httpx==0.28.*' 'pytest>=8,<10' 'wheel>=0.40'
   fi
 }
 

@@ -9,5 +9,6 @@
 mod admin;
 mod console;
 mod feedback;
+mod python_sdk;
 mod schemathesis;
 mod validation;

@@ -21,6 +21,19 @@ pub fn content_type(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// Runs `command` to its end; panics with its output unless it succeeded. Returns stdout and
+/// stderr together.
+pub fn run_command(command: &mut std::process::Command) -> String {
+    let output = command.output().expect("the command runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{command:?} failed:\n{text}");
+    text
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -5,19 +5,8 @@
 use std::process::Command;
 
 use crate::support::app::TestApp;
-use crate::support::local::{TempDir, root};
+use crate::support::local::{TempDir, root, run_command};
 use crate::support::stack::serve_ws;
-
-fn run(command: &mut Command) -> String {
-    let output = command.output().expect("the command runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{command:?} failed:\n{text}");
-    text
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_js_package_passes_its_node_tests_against_the_server() {
@@ -26,14 +15,16 @@ async fn the_js_package_passes_its_node_tests_against_the_server() {
     let ws = format!("{}/v1/ws", app.ws.as_deref().expect("ws"));
     let (base, key) = (app.base.clone(), app.key.clone());
     let output = tokio::task::spawn_blocking(move || {
-        run(Command::new("node")
-            .args(["--test", "test/"])
-            .current_dir(root().join("clients/js"))
-            .env("SPRAYER_TEST_WS_URL", ws)
-            .env("SPRAYER_TEST_API", base)
-            .env("SPRAYER_TEST_KEY", key)
-            .env("SPRAYER_TEST_USER", "node-user")
-            .env("SPRAYER_TEST_TOKEN", token))
+        run_command(
+            Command::new("node")
+                .args(["--test", "test/"])
+                .current_dir(root().join("clients/js"))
+                .env("SPRAYER_TEST_WS_URL", ws)
+                .env("SPRAYER_TEST_API", base)
+                .env("SPRAYER_TEST_KEY", key)
+                .env("SPRAYER_TEST_USER", "node-user")
+                .env("SPRAYER_TEST_TOKEN", token),
+        )
     })
     .await
     .expect("node ran");
@@ -44,10 +35,12 @@ async fn the_js_package_passes_its_node_tests_against_the_server() {
 #[test]
 fn npm_pack_makes_a_tarball_that_installs_and_imports_offline() {
     let dir = TempDir::new("sprayer-npm-pack");
-    let packed = run(Command::new("npm")
-        .args(["pack", "--silent", "--pack-destination"])
-        .arg(dir.path())
-        .current_dir(root().join("clients/js")));
+    let packed = run_command(
+        Command::new("npm")
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(dir.path())
+            .current_dir(root().join("clients/js")),
+    );
     let tarball = dir.path().join(packed.trim());
     assert!(tarball.exists(), "npm pack answered {packed:?}");
     let project = dir.path().join("project");
@@ -57,10 +50,12 @@ fn npm_pack_makes_a_tarball_that_installs_and_imports_offline() {
         r#"{"name": "probe", "version": "1.0.0", "type": "module", "private": true}"#,
     )
     .expect("package.json");
-    run(Command::new("npm")
-        .args(["install", "--offline", "--no-audit", "--no-fund"])
-        .arg(&tarball)
-        .current_dir(&project));
+    run_command(
+        Command::new("npm")
+            .args(["install", "--offline", "--no-audit", "--no-fund"])
+            .arg(&tarball)
+            .current_dir(&project),
+    );
     let installed = project.join("node_modules/@sprayer/client");
     for file in [
         "sprayer-client.js",
@@ -74,7 +69,7 @@ fn npm_pack_makes_a_tarball_that_installs_and_imports_offline() {
         !installed.join("test").exists(),
         "the tests stay out of the package"
     );
-    let imported = run(Command::new("node")
+    let imported = run_command(Command::new("node")
         .args([
             "--input-type=module",
             "-e",

@@ -24,7 +24,7 @@ pub mod smtp;
 pub mod webpush;
 
 /// The Python of the peers' virtualenv (made by `make test`).
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let stack =
         std::env::var_os("SPRAYER_STACK_DIR").map_or_else(|| root().join(".stack"), PathBuf::from);
     let python = stack.join("venv/bin/python");
