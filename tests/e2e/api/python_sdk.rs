@@ -14,6 +14,14 @@ async fn the_python_sdk_installs_with_pip_and_passes_its_tests_against_the_serve
     let app = TestApp::spawn_with(serve_ws).await;
     let site = TempDir::new("sprayer-python-sdk");
     let python = python();
+    // Built from a copy: pip builds in the source folder, which stays as it is.
+    let source = site.path().join("source");
+    run_command(
+        Command::new("cp")
+            .arg("-r")
+            .arg(root().join("clients/python"))
+            .arg(&source),
+    );
     run_command(
         Command::new(&python)
             .args([
@@ -25,11 +33,11 @@ async fn the_python_sdk_installs_with_pip_and_passes_its_tests_against_the_serve
                 "--no-build-isolation",
                 "--target",
             ])
-            .arg(site.path())
-            .arg(root().join("clients/python")),
+            .arg(site.path().join("site"))
+            .arg(&source),
     );
     assert!(
-        site.path().join("sprayer/py.typed").exists(),
+        site.path().join("site/sprayer/py.typed").exists(),
         "the installed package is marked typed"
     );
     let (api, key, admin, token) = (
@@ -38,7 +46,7 @@ async fn the_python_sdk_installs_with_pip_and_passes_its_tests_against_the_serve
         app.admin.clone(),
         app.admin_token(),
     );
-    let site_path = site.path().to_owned();
+    let site_path = site.path().join("site");
     let output = tokio::task::spawn_blocking(move || {
         run_command(
             Command::new(&python)
