@@ -1,5 +1,6 @@
 //! One template in two locales, sent to users whose profiles say `en`, `fr` and `fr-CA`: each
-//! channel gets the text of the user's language, and the message records the version.
+//! channel (webhook, ws, SMTP, SMPP) gets the text of the user's language, UCS-2 SMS where the
+//! text needs it, and the message records the version.
 
 use std::time::Duration;
 
@@ -183,4 +184,143 @@ async fn the_preview_shows_the_text_its_sms_encoding_and_parts() {
     assert_eq!(status, 204);
     let (status, _) = app.get("/v1/templates/code").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_smtp_and_smsc_peers_get_each_users_language_and_ucs2_where_it_is_needed() {
+    use mailparse::MailHeaderMap;
+
+    use crate::support::peers::smsc::SmscPeer;
+    use crate::support::peers::smtp::SmtpPeer;
+
+    let app = TestApp::spawn_with(|settings| {
+        settings.accepter.channels = vec![
+            sprayer_shared::model::Channel::Email,
+            sprayer_shared::model::Channel::Sms,
+        ];
+    })
+    .await;
+    let smtp = SmtpPeer::start();
+    let smsc = SmscPeer::start("locales", "pw", 50);
+    app.set_provider(
+        &app.app,
+        "email",
+        &json!({"host": "127.0.0.1", "port": smtp.peer.port, "tls": "none", "from": "Shop <no-reply@shop.example>"}),
+    )
+    .await;
+    app.set_provider(&app.app, "sms", &smsc.provider_settings("15550001"))
+        .await;
+    put_ok(&app, "/v1/templates/shipped", &json!({
+        "default_locale": "en",
+        "locales": {
+            "en": {"title": "Order {{ order.id }} shipped", "body": "It is on its way.", "sms": {"text": "Order {{ order.id }} shipped"}},
+            "fr": {"title": "Commande {{ order.id }} expédiée", "body": "Elle est en route.", "sms": {"text": "Commande {{ order.id }} partie"}},
+            "ru": {"title": "Заказ {{ order.id }} отправлен", "body": "Он в пути.", "sms": {"text": "Заказ {{ order.id }} отправлен"}}
+        }
+    }))
+    .await;
+    let people = [
+        ("ann", "en-GB", "+31600000001"),
+        ("fabien", "fr-CA", "+31600000002"),
+        ("ivan", "ru", "+31600000003"),
+    ];
+    for (user, locale, msisdn) in people {
+        put_ok(
+            &app,
+            &format!("/v1/users/{user}"),
+            &json!({"locale": locale}),
+        )
+        .await;
+        let email = json!({"address": format!("{user}@example.com")});
+        assert_eq!(
+            app.put_endpoint_as(&app.key, user, "email", "mail", &email)
+                .await,
+            201
+        );
+        let sms = json!({"msisdn": msisdn});
+        assert_eq!(
+            app.put_endpoint_as(&app.key, user, "sms", "phone", &sms)
+                .await,
+            201
+        );
+    }
+    let id = app
+        .send_ok(&json!({
+            "to": {"users": ["ann", "fabien", "ivan"]},
+            "template": "shipped",
+            "data": {"order": {"id": "A-17"}},
+        }))
+        .await;
+    app.wait_for_status(&id, "email", "sent", 3, Duration::from_secs(30))
+        .await;
+    app.wait_for_status(&id, "sms", "delivered", 3, Duration::from_secs(30))
+        .await;
+
+    // Mail: the title as the subject and the body as the text, in each user's language.
+    let expected_mail = [
+        ("ann@example.com", "Order A-17 shipped", "It is on its way."),
+        (
+            "fabien@example.com",
+            "Commande A-17 expédiée",
+            "Elle est en route.",
+        ),
+        ("ivan@example.com", "Заказ A-17 отправлен", "Он в пути."),
+    ];
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 3);
+    for (to, subject, text) in expected_mail {
+        let raw = mails
+            .iter()
+            .find(|raw| {
+                mailparse::parse_mail(raw)
+                    .ok()
+                    .and_then(|mail| mail.headers.get_first_value("To"))
+                    .is_some_and(|value| value.contains(to))
+            })
+            .unwrap_or_else(|| panic!("a mail to {to}"));
+        let mail = mailparse::parse_mail(raw).expect("a mail");
+        assert_eq!(
+            mail.headers.get_first_value("Subject").as_deref(),
+            Some(subject)
+        );
+        let plain = std::iter::once(&mail)
+            .chain(mail.subparts.iter())
+            .find(|part| part.ctype.mimetype == "text/plain")
+            .expect("a text part");
+        assert!(
+            plain.get_body().expect("a body").contains(text),
+            "{to}: {:?}",
+            plain.get_body()
+        );
+    }
+
+    // SMS: GSM 03.38 in English and French, UCS-2 in Russian.
+    let submits = smsc.accepted_submits();
+    assert_eq!(submits.len(), 3, "{submits:?}");
+    let text_to = |number: &str| {
+        let submit = submits
+            .iter()
+            .find(|submit| submit["destination_addr"] == number)
+            .unwrap_or_else(|| panic!("a submit to {number}: {submits:?}"));
+        let hex = submit["short_message"].as_str().expect("hex");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex"))
+            .collect();
+        (submit["data_coding"].as_u64(), bytes)
+    };
+    let (coding, bytes) = text_to("31600000001");
+    assert_eq!((coding, bytes), (Some(0), b"Order A-17 shipped".to_vec()));
+    let (coding, bytes) = text_to("31600000002");
+    assert_eq!((coding, bytes), (Some(0), b"Commande A-17 partie".to_vec()));
+    let (coding, bytes) = text_to("31600000003");
+    assert_eq!(coding, Some(8), "UCS-2 for Cyrillic");
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+        .collect();
+    assert_eq!(
+        String::from_utf16(&units).expect("UTF-16"),
+        "Заказ A-17 отправлен"
+    );
 }
