@@ -25,8 +25,8 @@ return text
 /// history capacity (0: none), history lifetime (ms).
 /// Returns per user {stored (1 new, 0 already there, -1 already acknowledged), its seq,
 /// dropped ids, nodes holding sockets}. One call serves many users: its cost per user is a few
-/// commands, not a script invocation. A new message also enters the history, whose oldest
-/// leave it past its capacity.
+/// commands, not a script invocation. The message also enters the history once, acked or not,
+/// whose oldest leave it past its capacity.
 pub(super) static STORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{NOW}{}",
@@ -67,23 +67,25 @@ for base = 0, #KEYS - 8, 8 do
         redis.call('PEXPIREAT', messages, keep_text)
         redis.call('PEXPIREAT', expiries, keep_text)
       end
-      if history > 0 then
-        local past, past_m, past_s = KEYS[base + 6], KEYS[base + 7], KEYS[base + 8]
-        redis.call('ZADD', past, seq, ARGV[1])
-        redis.call('HSET', past_m, ARGV[1], ARGV[2])
-        local out = redis.call('ZCARD', past) - history
-        if out > 0 then
-          for _, old in ipairs(redis.call('ZRANGE', past, 0, out - 1)) do
-            redis.call('ZREM', past, old)
-            redis.call('HDEL', past_m, old)
-            redis.call('HDEL', past_s, old)
-          end
-        end
-        redis.call('PEXPIREAT', past, history_until)
-        redis.call('PEXPIREAT', past_m, history_until)
-        redis.call('PEXPIREAT', past_s, history_until)
+    end
+  end
+  -- The history takes the message once, acked or not: an ack may come from a socket that had
+  -- it live before this store ran.
+  local past, past_m, past_s = KEYS[base + 6], KEYS[base + 7], KEYS[base + 8]
+  if history > 0 and not redis.call('ZSCORE', past, ARGV[1]) then
+    redis.call('ZADD', past, ARGV[6], ARGV[1])
+    redis.call('HSET', past_m, ARGV[1], ARGV[2])
+    local out = redis.call('ZCARD', past) - history
+    if out > 0 then
+      for _, old in ipairs(redis.call('ZRANGE', past, 0, out - 1)) do
+        redis.call('ZREM', past, old)
+        redis.call('HDEL', past_m, old)
+        redis.call('HDEL', past_s, old)
       end
     end
+    redis.call('PEXPIREAT', past, history_until)
+    redis.call('PEXPIREAT', past_m, history_until)
+    redis.call('PEXPIREAT', past_s, history_until)
   end
   local nodes = {}
   local held = redis.call('HGETALL', KEYS[base + 5])
