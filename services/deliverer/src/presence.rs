@@ -26,6 +26,12 @@ use tokio_util::sync::CancellationToken;
 
 /// The longest a socket waits on presence bookkeeping.
 const DEADLINE: Duration = Duration::from_secs(1);
+/// Presence events waiting to be published; past it an event is published on its own.
+const EVENT_QUEUE: usize = 10_000;
+/// Most presence events in one published batch.
+const EVENT_BATCH: usize = 500;
+/// How long a batch of presence events gathers after its first.
+const EVENT_GATHER: Duration = Duration::from_millis(50);
 /// Users settled per sweep round trip.
 const SWEEP_BATCH: isize = 200;
 
@@ -99,6 +105,28 @@ pub struct Presence {
     expiry_key: String,
     publisher: Arc<Publisher>,
     script: redis::Script,
+    events: tokio::sync::mpsc::Sender<AppEvent>,
+}
+
+/// Publishes presence events in batches, in the order they came: a burst of sockets opening
+/// costs a few broker messages, not one publish (and one task) per socket.
+async fn publish_batches(
+    publisher: Arc<Publisher>,
+    mut events: tokio::sync::mpsc::Receiver<AppEvent>,
+) {
+    while let Some(first) = events.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + EVENT_GATHER;
+        while batch.len() < EVENT_BATCH {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => batch.push(event),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if let Err(error) = publisher.publish_app_events(batch).await {
+            tracing::warn!(%error, "cannot publish presence events");
+        }
+    }
 }
 
 fn member(app: &AppId, user: &UserId) -> String {
@@ -125,8 +153,13 @@ impl Presence {
             conn_ttl: settings.deliverer.conn_ttl,
             offline_key: format!("{}presence-offline", settings.amqp.prefix),
             expiry_key: format!("{}presence-expiry", settings.amqp.prefix),
-            publisher,
             script: redis::Script::new(CHANGE),
+            events: {
+                let (sender, receiver) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+                tokio::spawn(publish_batches(publisher.clone(), receiver));
+                sender
+            },
+            publisher,
         }
     }
 
@@ -348,11 +381,15 @@ impl Presence {
             data,
         };
         metrics::counter!("sprayer_presence_events_total", "type" => kind.as_str()).increment(1);
-        let publisher = self.publisher.clone();
-        tokio::spawn(async move {
-            if let Err(error) = publisher.publish_app_events(vec![event]).await {
-                tracing::warn!(%error, "cannot publish a presence event");
-            }
-        });
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(event)) =
+            self.events.try_send(event)
+        {
+            let publisher = self.publisher.clone();
+            tokio::spawn(async move {
+                if let Err(error) = publisher.publish_app_events(vec![event]).await {
+                    tracing::warn!(%error, "cannot publish a presence event");
+                }
+            });
+        }
     }
 }
