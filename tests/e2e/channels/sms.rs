@@ -10,7 +10,7 @@ use sprayer_shared::model::Channel;
 
 use crate::support::app::TestApp;
 use crate::support::isolation::{AppSide, TwoApps, assert_apps_do_not_cross};
-use crate::support::peers::smsc::SmscPeer;
+use crate::support::peers::smsc::{SmscPeer, hex_bytes, ucs2_text};
 use crate::support::wait::wait_until;
 
 async fn sms_app() -> TestApp {
@@ -23,13 +23,6 @@ async fn sms_app() -> TestApp {
 
 fn account(peer: &SmscPeer, system_id: &str, password: &str, source: &str) -> Value {
     json!({ "host": "127.0.0.1", "port": peer.peer.port, "system_id": system_id, "password": password, "source": source })
-}
-
-fn hex_bytes(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|index| u8::from_str_radix(&text[index..index + 2], 16).expect("hex"))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,15 +197,7 @@ async fn long_texts_are_concatenated_and_other_scripts_go_as_ucs2() {
     let ucs2 = &rest[0];
     assert_eq!(ucs2["data_coding"], 8);
     let bytes = hex_bytes(ucs2["short_message"].as_str().expect("hex"));
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-        .collect();
-    assert_eq!(
-        String::from_utf16(&units).expect("UTF-16"),
-        unicode,
-        "the UCS-2 text round-trips"
-    );
+    assert_eq!(ucs2_text(&bytes), unicode, "the UCS-2 text round-trips");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -190,7 +190,7 @@ async fn the_preview_shows_the_text_its_sms_encoding_and_parts() {
 async fn the_smtp_and_smsc_peers_get_each_users_language_and_ucs2_where_it_is_needed() {
     use mailparse::MailHeaderMap;
 
-    use crate::support::peers::smsc::SmscPeer;
+    use crate::support::peers::smsc::{SmscPeer, hex_bytes, ucs2_text};
     use crate::support::peers::smtp::SmtpPeer;
 
     let app = TestApp::spawn_with(|settings| {
@@ -302,11 +302,7 @@ async fn the_smtp_and_smsc_peers_get_each_users_language_and_ucs2_where_it_is_ne
             .iter()
             .find(|submit| submit["destination_addr"] == number)
             .unwrap_or_else(|| panic!("a submit to {number}: {submits:?}"));
-        let hex = submit["short_message"].as_str().expect("hex");
-        let bytes: Vec<u8> = (0..hex.len())
-            .step_by(2)
-            .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex"))
-            .collect();
+        let bytes = hex_bytes(submit["short_message"].as_str().expect("hex"));
         (submit["data_coding"].as_u64(), bytes)
     };
     let (coding, bytes) = text_to("31600000001");
@@ -315,12 +311,5 @@ async fn the_smtp_and_smsc_peers_get_each_users_language_and_ucs2_where_it_is_ne
     assert_eq!((coding, bytes), (Some(0), b"Commande A-17 partie".to_vec()));
     let (coding, bytes) = text_to("31600000003");
     assert_eq!(coding, Some(8), "UCS-2 for Cyrillic");
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-        .collect();
-    assert_eq!(
-        String::from_utf16(&units).expect("UTF-16"),
-        "Заказ A-17 отправлен"
-    );
+    assert_eq!(ucs2_text(&bytes), "Заказ A-17 отправлен");
 }

@@ -308,7 +308,7 @@ def split_sides(
     }
 
 
-def answer_of(status: int, text: str, content_type: str, headers: Mapping[str, str]) -> Any:
+def answer_of(status: int, text: str, headers: Mapping[str, str]) -> Any:
     """The parsed answer, or the exception of a refusal."""
     import json as _json
 

@@ -36,6 +36,10 @@ class _Base(Methods):
         all_headers.update(headers or {})
         return method, base + route, all_headers
 
+    @staticmethod
+    def _answer(response: httpx.Response) -> Any:
+        return answer_of(response.status_code, response.text, response.headers)
+
 
 class Client(_Base):
     """A synchronous client: `Client("http://127.0.0.1:8080", key)`; admin routes take
@@ -66,7 +70,7 @@ class Client(_Base):
     ) -> Any:
         method, url, all_headers = self._prepare(name, path, headers)
         response = self._http.request(method, url, json=json, params=params, headers=all_headers)
-        return answer_of(response.status_code, response.text, response.headers.get("content-type", ""), response.headers)
+        return self._answer(response)
 
     def close(self) -> None:
         """Closes the connection pool."""
@@ -111,7 +115,7 @@ class AsyncClient(_Base):
     ) -> Any:
         method, url, all_headers = self._prepare(name, path, headers)
         response = await self._http.request(method, url, json=json, params=params, headers=all_headers)
-        return answer_of(response.status_code, response.text, response.headers.get("content-type", ""), response.headers)
+        return self._answer(response)
 
     async def aclose(self) -> None:
         """Closes the connection pool."""

@@ -113,3 +113,20 @@ impl SmscPeer {
             .collect()
     }
 }
+
+/// The bytes of a PDU field the simulator logs as hex.
+pub fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|index| u8::from_str_radix(&text[index..index + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// UCS-2 (UTF-16BE) bytes as text.
+pub fn ucs2_text(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
+        .collect();
+    String::from_utf16(&units).expect("UTF-16")
+}
